@@ -1,0 +1,6 @@
+"""Training-loop parts: hooks, and the local checkpoint loader that importing
+this package installs so that MMEngine checkpoints load on torch >= 2.6."""
+from .checkpoint_loader import install_checkpoint_loader, load_from_local
+from .hooks import EpochCheckpointHook
+
+__all__ = ['EpochCheckpointHook', 'install_checkpoint_loader', 'load_from_local']

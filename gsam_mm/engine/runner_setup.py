@@ -1,0 +1,189 @@
+"""Command-line settings applied to a config before the Runner is built.
+
+`tools/train.py` and `tools/test.py` share these, and the original
+Grounded-SAM fine-tuning tool's flags (`--annotations`, `--sam-backbone`, ...)
+are translated here into the config keys they set.
+"""
+import argparse
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+
+from ..errors import ConfigError
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+EVALUATORS = ('val_evaluator', 'test_evaluator')
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments shared by training and testing."""
+    parser.add_argument('config', help='config file, e.g. configs/gsam_vith.py')
+    parser.add_argument('--work-dir', help='folder for logs and checkpoints '
+                        '(default: work_dirs/CONFIG_NAME)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config values, e.g. train_cfg.max_epochs=10')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher for distributed runs')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+
+
+def add_shortcut_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the original fine-tuning tool's flags as shortcuts for config keys."""
+    group = parser.add_argument_group('shortcuts for common config values')
+    group.add_argument('--annotations', help='COCO annotation file for training '
+                       '(and for evaluation unless --val-annotations is given)')
+    group.add_argument('--images', help='folder the annotation file names are relative to '
+                       '(for evaluation too unless --val-images is given)')
+    group.add_argument('--val-annotations', help='COCO annotation file for evaluation')
+    group.add_argument('--val-images', help='image folder for --val-annotations')
+    group.add_argument('--dino-config', help='Grounding DINO config file (the original '
+                       "tool's --config): a packaged name or a path")
+    group.add_argument('--checkpoint', help='Grounding DINO checkpoint file')
+    group.add_argument('--text-encoder', help='BERT text encoder: Hugging Face name or folder')
+    group.add_argument('--sam-checkpoint', help='SAM checkpoint file')
+    group.add_argument('--sam-backbone', choices=['vit_h', 'vit_l', 'vit_b', 'tiny'],
+                       help='SAM image encoder size')
+    group.add_argument('--sam-model', help='deprecated: a path is taken as --sam-checkpoint, '
+                       'anything else as --sam-backbone')
+    group.add_argument('--return-masks', action=argparse.BooleanOptionalAction, default=None,
+                       help="train SAM's mask decoder on the ground-truth masks")
+    group.add_argument('--finetune-sam', action=argparse.BooleanOptionalAction, default=None,
+                       help="train SAM's image encoder too")
+    group.add_argument('--epochs', type=int, help='number of training epochs')
+    group.add_argument('--batch-size', type=int, help='images per GPU per step')
+    group.add_argument('--lr', type=float, help='base learning rate of AdamW')
+    group.add_argument('--image-size', type=int,
+                       help='longest image side after resizing, in pixels (images are '
+                       'padded to a square of this size)')
+    group.add_argument('--output', help='alias of --work-dir')
+
+
+def translate_sam_model(args: argparse.Namespace) -> None:
+    """Map the deprecated --sam-model onto --sam-checkpoint or --sam-backbone."""
+    if args.sam_model is None:
+        return
+    warnings.warn('--sam-model is deprecated: use --sam-checkpoint for a file or '
+                  '--sam-backbone for vit_h, vit_l or vit_b', DeprecationWarning, stacklevel=2)
+    print_log('--sam-model is deprecated; use --sam-checkpoint or --sam-backbone',
+              logger='current', level=30)
+    if os.path.sep in args.sam_model or Path(args.sam_model).suffix in ('.pth', '.pt'):
+        args.sam_checkpoint = args.sam_checkpoint or args.sam_model
+    else:
+        args.sam_backbone = args.sam_backbone or args.sam_model
+
+
+def innermost_dataset(dataset: dict) -> dict:
+    """Return the dataset config inside wrappers such as RepeatDataset."""
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
+
+
+def _set_dataset(cfg: Config, dataloader: str, evaluator: Optional[str],
+                 ann_file: Optional[str], image_dir: Optional[str]) -> None:
+    dataset = innermost_dataset(cfg[dataloader]['dataset'])
+    if ann_file is not None:
+        # Absolute paths make data_root irrelevant for the annotation file.
+        dataset['ann_file'] = str(Path(ann_file).resolve())
+        if evaluator is not None:
+            cfg[evaluator]['ann_file'] = str(Path(ann_file).resolve())
+    if image_dir is not None:
+        dataset['data_prefix'] = dict(img=str(Path(image_dir).resolve()) + os.sep)
+    if ann_file is not None or image_dir is not None:
+        dataset['data_root'] = ''
+
+
+def _set_image_size(cfg: Config, image_size: int) -> None:
+    """Set the resize and pad size in every pipeline, and the tiny SAM's input."""
+    if image_size < 32:
+        raise ConfigError(f'--image-size must be at least 32 pixels, got {image_size}')
+    for dataloader in DATALOADERS:
+        for transform in innermost_dataset(cfg[dataloader]['dataset']).get('pipeline', []):
+            if transform['type'] == 'Resize':
+                transform['scale'] = (image_size, image_size)
+            elif transform['type'] == 'Pad':
+                transform['size'] = (image_size, image_size)
+    if cfg.model.sam.get('backbone') == 'tiny':
+        cfg.model.sam.image_size = image_size
+
+
+def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
+    """Write the shortcut flags into the config (in place)."""
+    translate_sam_model(args)
+    val_annotations = args.val_annotations or args.annotations
+    val_images = args.val_images or args.images
+    _set_dataset(cfg, 'train_dataloader', None, args.annotations, args.images)
+    _set_dataset(cfg, 'val_dataloader', 'val_evaluator', val_annotations, val_images)
+    if cfg.get('test_dataloader') is not None:
+        _set_dataset(cfg, 'test_dataloader', 'test_evaluator', val_annotations, val_images)
+
+    model_values: dict[str, Any] = {
+        'dino.config_file': args.dino_config,
+        'dino.checkpoint': args.checkpoint,
+        'dino.text_encoder': args.text_encoder,
+        'sam.checkpoint': args.sam_checkpoint,
+        'sam.backbone': args.sam_backbone,
+        'return_masks': args.return_masks,
+        'finetune_sam': args.finetune_sam,
+    }
+    for key, value in model_values.items():
+        if value is not None:
+            cfg.merge_from_dict({f'model.{key}': value})
+
+    if args.epochs is not None:
+        cfg.train_cfg.max_epochs = args.epochs
+        for scheduler in cfg.get('param_scheduler') or []:
+            if scheduler.get('end') is not None and scheduler.get('by_epoch', True):
+                scheduler['end'] = args.epochs
+            if 'milestones' in scheduler:
+                scheduler['milestones'] = [int(args.epochs * 0.8)]
+    if args.batch_size is not None:
+        cfg.train_dataloader.batch_size = args.batch_size
+    if args.lr is not None:
+        cfg.optim_wrapper.optimizer.lr = args.lr
+    if args.image_size is not None:
+        _set_image_size(cfg, args.image_size)
+    work_dir = args.work_dir or args.output
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+
+
+def select_optim_wrapper(cfg: Config, amp_requested: bool) -> None:
+    """Use mixed precision whenever CUDA exists; MMEngine's AMP wrapper
+    rejects the CPU, so there the plain wrapper stays and one line says so."""
+    if torch.cuda.is_available():
+        if cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+        print_log('CUDA found: training with mixed precision (AmpOptimWrapper)',
+                  logger='current')
+        return
+    if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
+    reason = ' (--amp ignored)' if amp_requested else ''
+    print_log(f'No CUDA device: training in float32 with OptimWrapper{reason}',
+              logger='current')
+
+
+def default_work_dir(config_path: str) -> str:
+    """Return `work_dirs/CONFIG_NAME`, MMDetection's default."""
+    return str(Path('work_dirs') / Path(config_path).stem)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read the config file and apply --cfg-options and the shortcuts."""
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    apply_shortcuts(cfg, args)
+    cfg.launcher = args.launcher
+    if cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(args.config)
+    return cfg

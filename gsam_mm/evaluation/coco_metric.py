@@ -1,0 +1,153 @@
+"""COCO box and mask AP with ground truth from the validated annotation loader."""
+import logging
+import os.path as osp
+from typing import Any, Optional, Sequence, Union
+
+from mmdet.datasets.api_wrappers import COCO
+from mmdet.evaluation import CocoMetric
+from mmdet.registry import METRICS
+from mmengine.logging import print_log
+
+from ..datasets.coco_file import (CocoAnnotations, check_on_bad_annotation,
+                                  load_coco_annotations)
+from ..datasets.masks import instance_mask_to_rle, rle_area
+from ..errors import ConfigError
+from ..fields import CATEGORY_IDS
+
+
+@METRICS.register_module()
+class CocoWithMasksMetric(CocoMetric):
+    """mmdet's `CocoMetric` whose ground truth passes the dataset's checks.
+
+    mmdet's metric reads the annotation file with `COCO(ann_file)`, which
+    differs from what `CocoWithMasksDataset` trains on. This metric builds
+    the ground truth with the same loader instead, so that:
+
+    - annotation ids are renumbered from 1, because pycocotools counts a
+      match with ground-truth id 0 as unmatched (ids from 0 would score
+      every true positive of that object as a false positive);
+    - a file without a `categories` list gets the same inferred categories;
+    - placeholder categories and categories left out by
+      `metainfo.classes` are not evaluated;
+    - `cat_ids` come from the dataset metainfo, in label order, so results
+      are written back with the file's category ids without looking names
+      up;
+    - crowd and "ignore" regions are evaluated as iscrowd=1 (ignored);
+    - only images that reached `process` are evaluated, so images that the
+      dataset dropped (or a subset run left out) do not count as missed.
+
+    Args:
+        ann_file: COCO file of the evaluated split, relative to `data_root`
+            unless absolute.
+        data_root: root folder, as in the dataset config.
+        data_prefix: `dict(img=...)`, the image folder relative to
+            `data_root`, as in the dataset config. It is only read for
+            images without width and height in the file and for
+            `mask_path` masks. Image files are not checked again because
+            the dataset has already checked them.
+        on_bad_annotation: 'error' or 'skip'; use the dataset's value so
+            that both drop the same records.
+        metric: metrics to compute, 'bbox' and/or 'segm' (or mmdet's
+            'proposal' and 'proposal_fast').
+        **kwargs: other arguments of mmdet's `CocoMetric` (classwise,
+            outfile_prefix, format_only, ...), except `ann_file`.
+    """
+
+    def __init__(self, ann_file: str, *, data_root: str = '',
+                 data_prefix: Optional[dict] = None, on_bad_annotation: str = 'error',
+                 metric: Union[str, Sequence[str]] = ('bbox', 'segm'),
+                 **kwargs: Any) -> None:
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        super().__init__(ann_file=None, metric=metrics, **kwargs)
+        self.gt_ann_file = _join_root(data_root, ann_file)
+        self.gt_image_dir = _join_root(data_root, (data_prefix or {}).get('img', ''))
+        check_on_bad_annotation(on_bad_annotation)
+        self.on_bad_annotation = on_bad_annotation
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """Collect predictions; the ground truth comes from the annotation file."""
+        self._build_ground_truth()
+        super().process(data_batch, data_samples)
+
+    def compute_metrics(self, results: list) -> dict:
+        """Compute COCO AP against the validated ground truth."""
+        self._build_ground_truth()
+        self.img_ids = self._evaluated_image_ids(results)
+        return super().compute_metrics(results)
+
+    def _evaluated_image_ids(self, results: list) -> list:
+        """Return the ids of the images that have results, in first-seen order.
+
+        Raises:
+            ConfigError: when a result belongs to an image that is not in
+                the annotation file.
+        """
+        evaluated = list(dict.fromkeys(ground_truth['img_id'] for ground_truth, _ in results))
+        unknown = [image_id for image_id in evaluated if image_id not in self._coco_api.imgs]
+        if unknown:
+            raise ConfigError(f'{len(unknown)} evaluated images (ids {unknown[:10]}) are not '
+                              f'in {self.gt_ann_file}; set the metric\'s ann_file to the '
+                              'annotation file of the evaluated dataset')
+        num_left_out = len(self._coco_api.imgs) - len(evaluated)
+        if num_left_out:
+            print_log(f'{num_left_out} images of {self.gt_ann_file} have no results and are '
+                      'left out of the evaluation', logger='current', level=logging.WARNING)
+        return evaluated
+
+    def _build_ground_truth(self) -> None:
+        """Load the ground truth once, with the labels of the dataset metainfo."""
+        if self._coco_api is not None:
+            return
+        meta = self.dataset_meta or {}
+        annotations = load_coco_annotations(
+            self.gt_ann_file, self.gt_image_dir, classes=meta.get('classes'),
+            category_ids=meta.get(CATEGORY_IDS), on_bad_annotation=self.on_bad_annotation,
+            check_image_files=False)
+
+        self.cat_ids = [category.id for category in annotations.categories.selected]
+        self._coco_api = build_ground_truth_coco(annotations)
+        print_log(f'{type(self).__name__}: ground truth from {self.gt_ann_file}: '
+                  f'{len(self._coco_api.imgs)} images, {len(self._coco_api.anns)} '
+                  f'annotations, category ids {self.cat_ids}', logger='current')
+
+
+def build_ground_truth_coco(annotations: CocoAnnotations) -> COCO:
+    """Build a COCO object from validated annotations.
+
+    Annotation ids are renumbered from 1 and every mask becomes compressed
+    RLE. Placeholder regions are left out because they have no evaluated
+    category; crowd and "ignore" regions become iscrowd=1.
+    """
+    images = []
+    coco_annotations = []
+    for image in annotations.images:
+        images.append({'id': image.image_id, 'file_name': image.file_name,
+                       'width': image.width, 'height': image.height})
+        for record in image.instances:
+            if record.label < 0:
+                continue
+            rle = instance_mask_to_rle(record.to_instance(), image.height, image.width)
+            x1, y1, x2, y2 = record.box
+            coco_annotations.append({
+                'id': len(coco_annotations) + 1,
+                'image_id': image.image_id,
+                'category_id': record.category_id,
+                'bbox': [x1, y1, x2 - x1, y2 - y1],
+                'area': rle_area(rle),
+                'iscrowd': int(record.ignore_reason is not None),
+                'segmentation': rle,
+            })
+    categories = [{'id': category.id, 'name': category.name}
+                  for category in annotations.categories.selected]
+
+    coco = COCO()
+    coco.dataset = {'images': images, 'annotations': coco_annotations,
+                    'categories': categories}
+    coco.createIndex()
+    return coco
+
+
+def _join_root(data_root: str, path: str) -> str:
+    if data_root and not osp.isabs(path):
+        return osp.join(data_root, path)
+    return path

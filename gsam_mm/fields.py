@@ -1,0 +1,31 @@
+"""Names shared by the dataset, the pipeline and the model.
+
+Data-sample metainfo keys and loss names live here so that the producer and
+the consumer of a value cannot drift apart.
+"""
+
+# Metainfo key holding the prompt text of every category, ordered by label.
+CATEGORY_TEXTS = 'category_texts'
+
+# Dataset metainfo key holding the original COCO category id of every label.
+CATEGORY_IDS = 'cat_ids'
+
+# Category names that annotation exporters write as placeholders. They never
+# become prompt text or training labels.
+PLACEHOLDER_CATEGORY_NAMES = ('_background_', '__ignore__')
+
+# Loss names reported by GroundingSAM.loss (per decoder layer a `d{i}.` prefix
+# and for the two-stage proposals an `enc.` prefix are added).
+LOSS_CLS = 'loss_cls'
+LOSS_BBOX = 'loss_bbox'
+LOSS_IOU = 'loss_iou'
+LOSS_MASK = 'loss_mask'
+LOSS_MASK_IOU = 'loss_mask_iou'
+
+# Instance key of a mask given as an image file (absolute path). Nonzero
+# pixels belong to the object. Instances carry either this key or `mask`.
+MASK_PATH = 'mask_path'
+
+# `bbox_label` of an ignore region whose category is a placeholder and so
+# has no label. Such instances always have `ignore_flag=1`.
+IGNORE_LABEL = -1

