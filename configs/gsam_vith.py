@@ -22,7 +22,7 @@ backbone_lr_mult = 0.1  # the Swin backbone trains at learning_rate * 0.1
 
 # Which parts train. The text encoder and SAM's prompt encoder stay frozen.
 return_masks = True   # train SAM's mask decoder on the ground-truth masks
-finetune_sam = True   # also train SAM's image encoder (ViT-H: 632M parameters)
+finetune_sam = True   # also train SAM's image encoder (ViT-H: 637M parameters)
 freeze_text_encoder = True
 max_sam_instances_per_image = 16
 
@@ -139,7 +139,7 @@ default_hooks = dict(
         # checkpoints above, so only what trains is stored.
         save_trainable_only=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='PredictionOverlayHook', score_thr=0.3))
 
 env_cfg = dict(
     cudnn_benchmark=False,

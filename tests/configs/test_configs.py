@@ -62,7 +62,7 @@ def test_full_size_config_builds_model_structure(config_name):
 def test_demo_config_builds_model_and_dataset(demo_data):
     cfg = Config.fromfile(REPO_ROOT / 'configs' / 'gsam_tiny_demo.py')
     model = MODELS.build(cfg.model)
-    assert model.sam.image_encoder.img_size == 256
+    assert model.sam.image_encoder.img_size == cfg.image_size
     dataset_cfg = cfg.train_dataloader.dataset
     dataset_cfg.dataset.data_root = str(demo_data) + '/'
     dataset = DATASETS.build(dataset_cfg)

@@ -1,4 +1,5 @@
 """Runner hooks, registered in the mmdet and MMEngine HOOKS registries on import."""
 from .epoch_checkpoint_hook import EpochCheckpointHook
+from .prediction_overlay_hook import PredictionOverlayHook
 
-__all__ = ['EpochCheckpointHook']
+__all__ = ['EpochCheckpointHook', 'PredictionOverlayHook']
