@@ -72,7 +72,7 @@ def build_caption(category_texts: Sequence[str]) -> Caption:
 
 
 def count_caption_tokens(caption: Caption, tokenizer) -> int:
-    """Return how many tokens the text encoder sees, [CLS] and [SEP] included."""
+    """Return the caption's token count for the text encoder, [CLS] and [SEP] included."""
     return len(tokenizer(caption.text)['input_ids'])
 
 

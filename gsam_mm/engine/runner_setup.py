@@ -155,8 +155,11 @@ def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def select_optim_wrapper(cfg: Config, amp_requested: bool) -> None:
-    """Use mixed precision whenever CUDA exists; MMEngine's AMP wrapper
-    rejects the CPU, so there the plain wrapper stays and one line says so."""
+    """Select AmpOptimWrapper whenever CUDA exists, else OptimWrapper.
+
+    MMEngine's AMP wrapper rejects the CPU, so there the plain wrapper is
+    used and one log line reports it.
+    """
     if torch.cuda.is_available():
         if cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'

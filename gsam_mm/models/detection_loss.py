@@ -43,7 +43,7 @@ class GroundingDetectionLoss(nn.Module):
 
         The last decoder layer's losses carry plain names (`loss_cls`); earlier
         layers are prefixed `d0.`, `d1.`, ... and the proposals `enc.`.
-        `gt_instances[i]` holds `bboxes` (N, 4) in input pixels and
+        `gt_instances[i]` contains `bboxes` (N, 4) in input pixels and
         `positive_maps` (N, T).
         """
         token_mask = self._pad_token_mask(outputs.text_token_mask)

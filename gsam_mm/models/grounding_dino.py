@@ -121,8 +121,8 @@ def report_load(result, source: str) -> None:
     for kind, keys in (('missing', result.missing_keys),
                        ('unexpected', result.unexpected_keys)):
         if keys:
-            shown = ', '.join(keys[:10]) + (' ...' if len(keys) > 10 else '')
-            print_log(f'{kind} keys in {source}: {shown}', logger='current',
+            first_keys = ', '.join(keys[:10]) + (' ...' if len(keys) > 10 else '')
+            print_log(f'{kind} keys in {source}: {first_keys}', logger='current',
                       level=30)
 
 
@@ -156,8 +156,11 @@ def encode_text(network: nn.Module, captions: Sequence[str], device: torch.devic
 def _image_features(network: nn.Module, images: Tensor,
                     padding_mask: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
     """Return projected multi-scale features, their padding masks and
-    position embeddings; the extra levels beyond the backbone's are strided
-    convolutions on its last output, as in the packaged forward."""
+    position embeddings.
+
+    Levels beyond the backbone's outputs are strided convolutions on its last
+    output, as in the packaged forward.
+    """
     from groundingdino.util.misc import NestedTensor
 
     features, position_embeddings = network.backbone(NestedTensor(images, padding_mask))

@@ -32,8 +32,8 @@ def content_shape(img_meta: dict) -> tuple[int, int]:
     """Return the (height, width) of the resized image before padding.
 
     MMCV's `Pad` overwrites `img_shape` with the padded size, so the content
-    size is recovered from `ori_shape` and `scale_factor`; `Resize` rounds
-    the new size the same way, so the result is exact.
+    size is recovered from `ori_shape` and `scale_factor`. The result is
+    exact because `Resize` rounds the new size the same way.
     """
     height, width = img_meta['img_shape'][:2]
     if 'scale_factor' not in img_meta or 'ori_shape' not in img_meta:

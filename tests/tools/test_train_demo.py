@@ -1,7 +1,10 @@
 """tools/train.py and tools/test.py on the real labelme photos, tiny model."""
 import json
 
+import pytest
 import torch
+
+from gsam_mm.errors import ConfigError
 
 from ..conftest import REPO_ROOT, load_tool
 
@@ -61,3 +64,15 @@ def test_test_tool_reports_both_metrics(demo_data, tmp_path):
 
     overlays = sorted(path.name for path in work_dir.glob('*/overlays/*.png'))
     assert overlays == ['2011_000003.png', '2011_000006.png', '2011_000025.png']
+
+
+def test_num_classes_mismatch_stops_before_step_0(demo_data, tmp_path):
+    work_dir = tmp_path / 'run'
+    flags = demo_flags(demo_data, work_dir, epochs=1)
+    flags += ['model.num_classes=5']
+
+    with pytest.raises(ConfigError, match='num_classes=5.*20 categories'):
+        train.main(flags)
+
+    assert not list(work_dir.glob('*.pth'))
+    assert not read_scalars(work_dir)

@@ -1,5 +1,6 @@
 """Runner hooks, registered in the mmdet and MMEngine HOOKS registries on import."""
 from .epoch_checkpoint_hook import EpochCheckpointHook
 from .prediction_overlay_hook import PredictionOverlayHook
+from .prompt_check_hook import PromptCheckHook
 
-__all__ = ['EpochCheckpointHook', 'PredictionOverlayHook']
+__all__ = ['EpochCheckpointHook', 'PredictionOverlayHook', 'PromptCheckHook']

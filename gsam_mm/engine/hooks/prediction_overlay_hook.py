@@ -16,13 +16,14 @@ from ...datasets.images import read_rgb_image
 class PredictionOverlayHook(DetVisualizationHook):
     """Draw predicted boxes, masks, labels and scores over each test image.
 
-    Differs from MMDetection's `DetVisualizationHook` in three ways: overlays
-    are PNG files (lossless, so thin mask edges stay visible); images are read
-    like the training pipeline reads them (EXIF orientation, gray, RGBA and
-    16-bit converted to RGB); and the output folder
-    `WORK_DIR/TIMESTAMP/test_out_dir` is resolved once, whereas the parent
-    class joins it again on every iteration when the work dir is relative.
-    Validation overlays go through the visualizer's backends as in the parent.
+    It differs from MMDetection's `DetVisualizationHook` in three ways.
+    Overlays are PNG files, which are lossless, so thin mask edges stay
+    visible. Images are read as the training pipeline reads them, with EXIF
+    orientation applied and gray, RGBA and 16-bit images converted to RGB.
+    The output folder `WORK_DIR/TIMESTAMP/test_out_dir` is resolved once,
+    because the parent class joins it again on every iteration, which nests
+    folders when the work dir is relative. Validation overlays go through the
+    visualizer's backends as in the parent class.
 
     Args:
         test_out_dir: folder inside the run's timestamped work dir; None
