@@ -44,6 +44,13 @@ def content_shape(img_meta: dict) -> tuple[int, int]:
             min(width, int(original_width * scale_x + 0.5)))
 
 
+def gt_box_tensor(instances: InstanceData) -> Tensor:
+    """Return ground-truth boxes (N, 4) as a tensor, whether the data
+    preprocessor converted them from `HorizontalBoxes` (`boxtype2tensor`) or not."""
+    boxes = instances.bboxes
+    return boxes.tensor if hasattr(boxes, 'tensor') else boxes
+
+
 def with_content_shape(img_meta: dict) -> dict:
     """Return a copy of the metainfo whose `img_shape` is the unpadded size."""
     return {**img_meta, 'img_shape': content_shape(img_meta)}
@@ -244,8 +251,7 @@ class GroundingSAM(BaseDetector):
         for sample, positive_map in zip(data_samples, positive_maps):
             instances = sample.gt_instances
             gt_instances.append(InstanceData(
-                bboxes=instances.bboxes.tensor if hasattr(instances.bboxes, 'tensor')
-                else instances.bboxes,
+                bboxes=gt_box_tensor(instances),
                 labels=instances.labels,
                 positive_maps=positive_map[instances.labels]))
         img_metas = [with_content_shape(sample.metainfo) for sample in data_samples]
@@ -280,8 +286,7 @@ class GroundingSAM(BaseDetector):
             keep = self._select_instances(len(instances), inputs.device)
             if keep.numel() == 0:
                 continue
-            boxes = instances.bboxes.tensor[keep] if hasattr(instances.bboxes, 'tensor') \
-                else instances.bboxes[keep]
+            boxes = gt_box_tensor(instances)[keep]
             prompts = jitter_boxes(boxes.float(), self.box_jitter, self.box_jitter_max) * scale
             low_res_logits, iou_prediction = decode_box_prompts(
                 self.sam, image_embeddings[index:index + 1], prompts)
