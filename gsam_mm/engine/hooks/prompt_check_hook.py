@@ -12,7 +12,7 @@ from ...fields import CATEGORY_TEXTS
 class PromptCheckHook(Hook):
     """Build the training prompt before training starts.
 
-    The model only sees the category names when the first batch arrives.
+    The model receives the category names only with the first batch.
     This hook builds the caption and positive map from the training
     dataset's metainfo in `before_train` instead, so a caption over the text
     encoder's token limit, duplicate names or a `num_classes` that disagrees
