@@ -1,5 +1,5 @@
 # Grounded-SAM with SAM ViT-B: the same recipe as gsam_vith.py with the
-# smaller SAM image encoder (91M parameters instead of 632M).
+# smaller SAM image encoder (90M parameters instead of 637M).
 _base_ = './gsam_vith.py'
 
 sam_backbone = 'vit_b'

@@ -39,7 +39,7 @@ log "installing torch (large: several minutes the first time)"
 build_mmcv_wheel() {
     local wheel_dir="$1" work
     work="$(mktemp -d)"
-    log "building mmcv ${MMCV_VERSION} with ops from source (about 17 min on 2 cores)"
+    log "building mmcv ${MMCV_VERSION} with ops from source (17 to 22 min on 2 cores)"
     curl --fail --silent --show-error --location -o "${work}/mmcv.tar.gz" "${MMCV_SDIST_URL}"
     echo "${MMCV_SDIST_SHA256}  ${work}/mmcv.tar.gz" | sha256sum --check --quiet
     tar -xzf "${work}/mmcv.tar.gz" -C "${work}"

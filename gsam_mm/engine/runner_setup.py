@@ -45,7 +45,8 @@ def add_shortcut_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--dino-config', help='Grounding DINO config file (the original '
                        "tool's --config): a packaged name or a path")
     group.add_argument('--checkpoint', help='Grounding DINO checkpoint file')
-    group.add_argument('--text-encoder', help='BERT text encoder: Hugging Face name or folder')
+    group.add_argument('--text-encoder', help='BERT text encoder: Hugging Face name, local '
+                       'folder, or package://MODULE/SUBPATH inside an installed package')
     group.add_argument('--sam-checkpoint', help='SAM checkpoint file')
     group.add_argument('--sam-backbone', choices=['vit_h', 'vit_l', 'vit_b', 'tiny'],
                        help='SAM image encoder size')
@@ -135,6 +136,10 @@ def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
     for key, value in model_values.items():
         if value is not None:
             cfg.merge_from_dict({f'model.{key}': value})
+    if args.sam_backbone not in (None, 'tiny'):
+        # Only the tiny SAM takes another input size; the official ones are
+        # fixed at 1024 and GroundingSAM resizes its inputs for them.
+        cfg.model.sam.pop('image_size', None)
 
     if args.epochs is not None:
         cfg.train_cfg.max_epochs = args.epochs
@@ -142,7 +147,8 @@ def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
             if scheduler.get('end') is not None and scheduler.get('by_epoch', True):
                 scheduler['end'] = args.epochs
             if 'milestones' in scheduler:
-                scheduler['milestones'] = [int(args.epochs * 0.8)]
+                # At least 1, so a short run does not start at the dropped rate.
+                scheduler['milestones'] = [max(1, int(args.epochs * 0.8))]
     if args.batch_size is not None:
         cfg.train_dataloader.batch_size = args.batch_size
     if args.lr is not None:

@@ -27,6 +27,34 @@ from .checkpoints import load_state_dict_file, resolve_model_path
 # Official config shipped inside the groundingdino package.
 DEFAULT_DINO_CONFIG = 'GroundingDINO_SwinT_OGC.py'
 
+# Key added to the transformer's text dict: (B, sum of H*W) bool, True where
+# the encoder cannot place a two-stage proposal.
+INVALID_PROPOSALS_KEY = 'invalid_proposals'
+
+
+class ValidProposalClassEmbed(nn.Module):
+    """Two-stage class embedding that gives invalid positions -inf logits.
+
+    The packaged transformer picks its decoder queries as the top-k encoder
+    positions by class logit. Padded positions, and those whose proposal
+    lies at the image border, all share one constant feature and an infinite
+    proposal box. Nothing stops their logit from winning the top-k, and a
+    tiny model trained on square-padded images learned exactly that: every
+    query started from the box (1, 1, 1, 1). Masking them here keeps the
+    selection on real image positions.
+    """
+
+    def __init__(self, class_embed: nn.Module) -> None:
+        super().__init__()
+        self.class_embed = class_embed
+
+    def forward(self, features: Tensor, text_dict: dict) -> Tensor:
+        logits = self.class_embed(features, text_dict)
+        invalid = text_dict.get(INVALID_PROPOSALS_KEY)
+        if invalid is not None and invalid.shape == logits.shape[:2]:
+            logits = logits.masked_fill(invalid[..., None], float('-inf'))
+        return logits
+
 
 @dataclass
 class TextFeatures:
@@ -104,6 +132,9 @@ def build_grounding_dino(config_file: Optional[str] = None,
     print_log(f'Building Grounding DINO from {config_path} with text encoder '
               f'{args.text_encoder_type}', logger='current')
     network = build_model(args)
+    if getattr(network.transformer, 'two_stage_type', 'no') != 'no':
+        network.transformer.enc_out_class_embed = ValidProposalClassEmbed(
+            network.transformer.enc_out_class_embed)
 
     if checkpoint:
         state_dict = load_state_dict_file(checkpoint, nested_key='model',
@@ -181,6 +212,19 @@ def _image_features(network: nn.Module, images: Tensor,
     return sources, masks, list(position_embeddings)
 
 
+def _invalid_proposals(masks: list[Tensor]) -> Tensor:
+    """Return (B, sum of H*W) True where the two-stage encoder gets no valid
+    proposal: padded pixels and positions whose box reaches the border."""
+    from groundingdino.models.GroundingDINO.utils import gen_encoder_output_proposals
+
+    mask_flatten = torch.cat([mask.flatten(1) for mask in masks], dim=1)
+    spatial_shapes = torch.as_tensor([mask.shape[-2:] for mask in masks],
+                                     device=mask_flatten.device)
+    placeholder = mask_flatten.new_zeros(mask_flatten.shape + (1,), dtype=torch.float32)
+    _, proposals = gen_encoder_output_proposals(placeholder, mask_flatten, spatial_shapes)
+    return torch.isinf(proposals).any(-1)
+
+
 def run_grounding_dino(network: nn.Module, images: Tensor, padding_mask: Tensor,
                        text: TextFeatures) -> GroundingDinoOutputs:
     """Run Grounding DINO on a batch.
@@ -195,9 +239,10 @@ def run_grounding_dino(network: nn.Module, images: Tensor, padding_mask: Tensor,
 
     sources, masks, position_embeddings = _image_features(network, images, padding_mask)
     text_dict = text.as_dict()
+    transformer_text_dict = {**text_dict, INVALID_PROPOSALS_KEY: _invalid_proposals(masks)}
 
     hidden_states, references, encoder_states, encoder_boxes, _ = network.transformer(
-        sources, masks, None, position_embeddings, None, None, text_dict)
+        sources, masks, None, position_embeddings, None, None, transformer_text_dict)
 
     layer_boxes = []
     layer_logits = []

@@ -66,7 +66,8 @@ def build_sam(backbone: str = 'vit_h', checkpoint: Optional[str] = None,
     input_size = image_size or arch.image_size
     if backbone != 'tiny' and input_size != arch.image_size:
         raise ConfigError(f'SAM {backbone} takes {arch.image_size} px inputs, got '
-                          f'image_size={input_size}')
+                          f'image_size={input_size}; remove model.sam.image_size (GroundingSAM '
+                          'resizes its inputs for SAM) or use the tiny backbone')
     grid_size = input_size // PATCH_SIZE
 
     sam = Sam(

@@ -151,3 +151,25 @@ def test_num_classes_mismatch_names_both_numbers():
     model = MODELS.build(tiny_model_config(IMAGE_SIZE, num_classes=5))
     with pytest.raises(ConfigError, match='num_classes=5.*2 categories'):
         model.prompt_for(TEXTS, torch.device('cpu'))
+
+
+def test_two_stage_queries_avoid_padding(model):
+    """Padded positions share one feature and an infinite proposal box; the
+    encoder's top-k must never start a query from them."""
+    inputs, samples = batch()
+    # Push the shared feature of invalid positions to the top of the ranking:
+    # with zero weights every position gets the bias, so only masking decides.
+    enc_output = model.dino.transformer.enc_output
+    saved = enc_output.weight.detach().clone()
+    with torch.no_grad():
+        enc_output.weight.zero_()
+    try:
+        model.eval()
+        with torch.no_grad():
+            outputs = model._forward(inputs, samples)
+    finally:
+        with torch.no_grad():
+            enc_output.weight.copy_(saved)
+
+    assert torch.isfinite(outputs.encoder_boxes).all()
+    assert (outputs.encoder_boxes < 0.99).all()

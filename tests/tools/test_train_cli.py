@@ -70,6 +70,19 @@ def test_sam_model_is_deprecated_alias(value, key, expected):
     assert cfg.model.sam[key] == expected
 
 
+def test_official_backbone_drops_tiny_input_size():
+    demo = str(REPO_ROOT / 'configs' / 'gsam_tiny_demo.py')
+    cfg = load_config(train.parse_args([demo, '--sam-backbone', 'vit_b']))
+    assert cfg.model.sam.backbone == 'vit_b'
+    assert 'image_size' not in cfg.model.sam
+
+
+def test_one_epoch_keeps_full_learning_rate():
+    cfg = config_for('--epochs', '1')
+    milestones = [s['milestones'] for s in cfg.param_scheduler if 'milestones' in s]
+    assert milestones == [[1]]
+
+
 def test_cfg_options_still_apply():
     cfg = config_for('--cfg-options', 'train_cfg.max_epochs=3')
     assert cfg.train_cfg.max_epochs == 3
