@@ -7,6 +7,11 @@ the consumer of a value cannot drift apart.
 # Metainfo key holding the prompt text of every category, ordered by label.
 CATEGORY_TEXTS = 'category_texts'
 
+# Data-info and data-sample metainfo key carrying those prompt texts to the
+# model for each image; `PackDetInputs` needs it in `meta_keys`. The name
+# matches the key MMDetection's own grounding models read.
+PROMPT_TEXTS = 'text'
+
 # Dataset metainfo key holding the original COCO category id of every label.
 CATEGORY_IDS = 'cat_ids'
 

@@ -6,7 +6,7 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from ..fields import CATEGORY_IDS, CATEGORY_TEXTS
+from ..fields import CATEGORY_IDS, CATEGORY_TEXTS, PROMPT_TEXTS
 from .coco_file import CocoAnnotations, check_on_bad_annotation, load_coco_annotations
 from .load_summary import log_load_summary
 
@@ -92,7 +92,7 @@ class CocoWithMasksDataset(CocoDataset):
             'img_id': image.image_id,
             'height': image.height,
             'width': image.width,
-            'text': self._metainfo[CATEGORY_TEXTS],
+            PROMPT_TEXTS: self._metainfo[CATEGORY_TEXTS],
             'instances': [record.to_instance() for record in image.instances],
         }
 

@@ -17,15 +17,13 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..fields import LOSS_MASK, LOSS_MASK_IOU
+from ..fields import LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
 from ..prompt import Caption, build_caption, build_positive_map
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
 from .grounding_dino import (GroundingDinoOutputs, TextFeatures, build_grounding_dino,
                              encode_text, run_grounding_dino)
 from .sam import build_sam, decode_box_prompts, jitter_boxes, sam_input_size
 
-# Data-sample metainfo key carrying the prompt text of every category.
-TEXT_KEY = 'text'
 
 
 def content_shape(img_meta: dict) -> tuple[int, int]:
@@ -193,7 +191,7 @@ class GroundingSAM(BaseDetector):
 
     def _encode_prompts(self, data_samples: SampleList,
                         device: torch.device) -> tuple[TextFeatures, list[Tensor]]:
-        prompts = [self.prompt_for(tuple(sample.metainfo[TEXT_KEY]), device)
+        prompts = [self.prompt_for(tuple(sample.metainfo[PROMPT_TEXTS]), device)
                    for sample in data_samples]
         captions = [caption.text for caption, _ in prompts]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_text_encoder):
