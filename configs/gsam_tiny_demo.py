@@ -1,8 +1,8 @@
 # CPU demo: the same network classes at toy sizes with random weights (only
 # the small MiniLM text encoder is pretrained), trained and evaluated on the
 # three labelme example photos that `tools/fetch_demo_data.py` extracts.
-# Being trained and evaluated on the same photos, it shows the whole loop
-# working by overfitting them; the numbers say nothing about real accuracy.
+# Because it trains and evaluates on the same photos, it shows the whole loop
+# working by overfitting them. The numbers do not measure real accuracy.
 _base_ = './gsam_vith.py'
 
 data_root = 'data/labelme_coco/'

@@ -12,7 +12,7 @@ train_image_dir = 'images/'
 val_ann_file = 'annotations/instances_val.json'
 val_image_dir = 'images/'
 
-image_size = 1024  # longest side after resize; images are padded to a square
+image_size = 1024  # max side after resize, in pixels; images are padded to a square
 max_epochs = 50
 batch_size = 4
 num_workers = 4
@@ -20,7 +20,7 @@ learning_rate = 1e-4
 weight_decay = 1e-4
 backbone_lr_mult = 0.1  # the Swin backbone trains at learning_rate * 0.1
 
-# Which parts train. The text encoder and SAM's prompt encoder stay frozen.
+# Trainable parts. The text encoder and SAM's prompt encoder stay frozen.
 return_masks = True   # train SAM's mask decoder on the ground-truth masks
 finetune_sam = True   # also train SAM's image encoder (ViT-H: 637M parameters)
 freeze_text_encoder = True

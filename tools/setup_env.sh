@@ -43,7 +43,7 @@ build_mmcv_wheel() {
     curl --fail --silent --show-error --location -o "${work}/mmcv.tar.gz" "${MMCV_SDIST_URL}"
     echo "${MMCV_SDIST_SHA256}  ${work}/mmcv.tar.gz" | sha256sum --check --quiet
     tar -xzf "${work}/mmcv.tar.gz" -C "${work}"
-    # torch 2.14's headers use C++20 features; mmcv 2.1.0 asks for C++14/17.
+    # torch 2.14's headers use C++20 features, but mmcv 2.1.0's setup.py sets C++14/17.
     sed -i -e 's/c++14/c++20/g' -e 's/c++17/c++20/g' "${work}/mmcv-${MMCV_VERSION}/setup.py"
     mkdir -p "${wheel_dir}"
     (cd "${work}/mmcv-${MMCV_VERSION}" &&

@@ -14,10 +14,10 @@ Rules, each broken one a problem of its record:
 - image: unique id. The file exists under the image folder. Width and
   height are positive integers, or both are absent and read from the file
   header.
-- annotation: unique id; `image_id` and `category_id` name existing
-  records; `bbox` is 4 finite numbers with positive width and height that
-  overlap the image (the part outside is clipped); `iscrowd` is 0 or 1;
-  at most one of `segmentation` and `mask_path`.
+- annotation: unique id. `image_id` and `category_id` name existing
+  records. `bbox` is 4 finite numbers with positive width and height that
+  overlap the image, and the part outside is clipped. `iscrowd` is 0 or 1.
+  At most one of `segmentation` and `mask_path` is given.
 - polygon ring: an even count of at least 6 finite numbers.
 - RLE: `size` equals the image's `[height, width]` and the counts cover
   every pixel exactly once.

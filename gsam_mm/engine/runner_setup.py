@@ -17,7 +17,6 @@ from mmengine.logging import print_log
 from ..errors import ConfigError
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-EVALUATORS = ('val_evaluator', 'test_evaluator')
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +59,7 @@ def add_shortcut_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--batch-size', type=int, help='images per GPU per step')
     group.add_argument('--lr', type=float, help='base learning rate of AdamW')
     group.add_argument('--image-size', type=int,
-                       help='longest image side after resizing, in pixels (images are '
+                       help='max image side after resizing, in pixels (images are '
                        'padded to a square of this size)')
     group.add_argument('--output', help='alias of --work-dir')
 

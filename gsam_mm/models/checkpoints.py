@@ -58,3 +58,15 @@ def load_state_dict_file(path: str, nested_key: Optional[str] = None,
         checkpoint = checkpoint[nested_key]
     print_log(f'Read {len(checkpoint)} tensors from {file}', logger='current')
     return checkpoint
+
+
+def report_load(result, source: str) -> None:
+    """Log how a `load_state_dict(strict=False)` call went."""
+    print_log(f'Loaded {source}: {len(result.missing_keys)} missing keys, '
+              f'{len(result.unexpected_keys)} unexpected keys', logger='current')
+    for kind, keys in (('missing', result.missing_keys),
+                       ('unexpected', result.unexpected_keys)):
+        if keys:
+            first_keys = ', '.join(keys[:10]) + (' ...' if len(keys) > 10 else '')
+            print_log(f'{kind} keys in {source}: {first_keys}', logger='current',
+                      level=30)

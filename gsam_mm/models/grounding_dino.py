@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .checkpoints import load_state_dict_file, resolve_model_path
+from .checkpoints import load_state_dict_file, report_load, resolve_model_path
 
 # Official config shipped inside the groundingdino package.
 DEFAULT_DINO_CONFIG = 'GroundingDINO_SwinT_OGC.py'
@@ -143,18 +143,6 @@ def build_grounding_dino(config_file: Optional[str] = None,
         report_load(network.load_state_dict(state_dict, strict=False),
                     f'Grounding DINO checkpoint {checkpoint}')
     return network
-
-
-def report_load(result, source: str) -> None:
-    """Log how a `load_state_dict(strict=False)` call went."""
-    print_log(f'Loaded {source}: {len(result.missing_keys)} missing keys, '
-              f'{len(result.unexpected_keys)} unexpected keys', logger='current')
-    for kind, keys in (('missing', result.missing_keys),
-                       ('unexpected', result.unexpected_keys)):
-        if keys:
-            first_keys = ', '.join(keys[:10]) + (' ...' if len(keys) > 10 else '')
-            print_log(f'{kind} keys in {source}: {first_keys}', logger='current',
-                      level=30)
 
 
 def encode_text(network: nn.Module, captions: Sequence[str], device: torch.device) -> TextFeatures:

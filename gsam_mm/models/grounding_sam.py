@@ -4,13 +4,13 @@ Anything turns them into masks, and both train together.
 Shape letters: B images, Q queries, K categories, N instances, T text tokens,
 H and W input pixels (after resize and padding).
 """
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample, OptSampleList, SampleList
+from mmdet.structures import OptSampleList, SampleList
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.logging import print_log
 from mmengine.structures import InstanceData

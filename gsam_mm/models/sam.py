@@ -12,8 +12,7 @@ from mmengine.logging import print_log
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .checkpoints import load_state_dict_file
-from .grounding_dino import report_load
+from .checkpoints import load_state_dict_file, report_load
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from mmdet.registry import DATASETS, MODELS
 import gsam_mm  # noqa: F401
 from gsam_mm.models.sam import SAM_ARCHITECTURES
 
-from ..conftest import REPO_ROOT, TEXT_ENCODER, TINY_DINO_OVERRIDES
+from ..conftest import REPO_ROOT, TEXT_ENCODER
 
 CONFIGS = sorted((REPO_ROOT / 'configs').glob('*.py'))
 

@@ -60,8 +60,10 @@ def test_content_shape_undoes_padding():
 def test_padding_mask_marks_padded_pixels(model):
     inputs, samples = batch()
     mask = model.padding_mask(inputs, samples)
-    assert not mask[0, :, :96].any() and mask[0, :, 96:].all()
-    assert not mask[1, :64].any() and mask[1, 64:].all()
+    assert not mask[0, :, :96].any()
+    assert mask[0, :, 96:].all()
+    assert not mask[1, :64].any()
+    assert mask[1, 64:].all()
 
 
 def test_frozen_parts(model):
@@ -88,7 +90,8 @@ def test_loss_names_cover_every_layer(model):
     for prefix in ('', 'd0.', 'enc.'):
         for name in ('loss_cls', 'loss_bbox', 'loss_iou'):
             assert prefix + name in losses
-    assert LOSS_MASK in losses and LOSS_MASK_IOU in losses
+    assert LOSS_MASK in losses
+    assert LOSS_MASK_IOU in losses
     for name, value in losses.items():
         assert torch.isfinite(value), name
 
@@ -124,9 +127,9 @@ def test_instance_cap_limits_sam_prompts():
     boxes = [[4 * i, 4 * i, 4 * i + 20, 4 * i + 20] for i in range(5)]
     sample = make_sample((IMAGE_SIZE, IMAGE_SIZE), boxes, [0] * 5)
 
-    kept = model._select_instances(len(sample.gt_instances), torch.device('cpu'))
+    selected = model._select_instances(len(sample.gt_instances), torch.device('cpu'))
 
-    assert kept.numel() == 2
+    assert selected.numel() == 2
     assert model._capped_images == 1
 
 

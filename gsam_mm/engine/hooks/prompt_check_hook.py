@@ -14,9 +14,9 @@ class PromptCheckHook(Hook):
 
     The model receives the category names only with the first batch.
     This hook builds the caption and positive map from the training
-    dataset's metainfo in `before_train` instead, so a caption over the text
-    encoder's token limit, duplicate names or a `num_classes` that disagrees
-    with the dataset stop the run before step 0 with the model's own error.
+    dataset's metainfo in `before_train` instead. A caption over the text
+    encoder's token limit, duplicate names, or a `num_classes` that disagrees
+    with the dataset then stop the run before step 0 with the model's error.
     """
 
     priority = 'VERY_HIGH'
