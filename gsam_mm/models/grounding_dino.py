@@ -7,12 +7,13 @@ encoder's two-stage proposals, so `run_grounding_dino` calls the network's own
 submodules (tokenizer, BERT, backbone, input projections, transformer, box and
 class embeddings) in the same order, and keeps no state between calls.
 
-Shape letters: B images, Q queries, T text tokens (padded to the encoder limit
-in logits), L decoder layers, C channels, H and W pixels.
+Shape letters: B images, P selected rows (image-caption pairs), Q queries,
+T text tokens (padded to the encoder limit in logits), L decoder layers,
+C channels, H and W pixels.
 """
 import argparse
+import dataclasses
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -56,7 +57,7 @@ class ValidProposalClassEmbed(nn.Module):
         return logits
 
 
-@dataclass
+@dataclasses.dataclass
 class TextFeatures:
     """Encoded captions, in the form the Grounding DINO transformer consumes."""
 
@@ -73,8 +74,60 @@ class TextFeatures:
             'text_self_attention_masks': self.text_self_attention_masks,
         }
 
+    def select(self, rows: Tensor) -> 'TextFeatures':
+        """Return the captions at `rows` (P,), in that order."""
+        return TextFeatures(self.encoded_text[rows], self.text_token_mask[rows],
+                            self.position_ids[rows], self.text_self_attention_masks[rows])
 
-@dataclass
+    def padded_to(self, num_tokens: int) -> 'TextFeatures':
+        """Return the features padded with masked tokens to `num_tokens` (T').
+
+        A padded token attends only to itself, as the tokenizer's own
+        padding does in `encode_text`, so no attention row is empty.
+        """
+        batch_size, length = self.text_token_mask.shape
+        extra = num_tokens - length
+        if extra <= 0:
+            return self
+        attention = self.text_self_attention_masks.new_zeros(
+            (batch_size, num_tokens, num_tokens))
+        attention[:, :length, :length] = self.text_self_attention_masks
+        attention[:, length:, length:] = torch.eye(
+            extra, dtype=attention.dtype, device=attention.device)
+        return TextFeatures(F.pad(self.encoded_text, (0, 0, 0, extra)),
+                            F.pad(self.text_token_mask, (0, extra)),
+                            F.pad(self.position_ids, (0, extra)), attention)
+
+    @staticmethod
+    def concat(parts: Sequence['TextFeatures']) -> 'TextFeatures':
+        """Stack caption batches of different token counts, padding to the longest."""
+        if len(parts) == 1:
+            return parts[0]
+        num_tokens = max(part.text_token_mask.shape[1] for part in parts)
+        padded = [part.padded_to(num_tokens) for part in parts]
+        return TextFeatures(*(torch.cat([getattr(part, name) for part in padded])
+                              for name in ('encoded_text', 'text_token_mask',
+                                           'position_ids', 'text_self_attention_masks')))
+
+
+@dataclasses.dataclass
+class ImageFeatures:
+    """Grounding DINO's projected multi-scale image features, per level."""
+
+    sources: list[Tensor]              # (B, C, H_l, W_l)
+    masks: list[Tensor]                # (B, H_l, W_l), True on padding
+    position_embeddings: list[Tensor]  # (B, C, H_l, W_l)
+    invalid_proposals: Tensor          # (B, sum of H_l*W_l)
+
+    def select(self, rows: Tensor) -> 'ImageFeatures':
+        """Return the images at `rows` (P,), in that order; a row may repeat."""
+        return ImageFeatures([source[rows] for source in self.sources],
+                             [mask[rows] for mask in self.masks],
+                             [position[rows] for position in self.position_embeddings],
+                             self.invalid_proposals[rows])
+
+
+@dataclasses.dataclass
 class GroundingDinoOutputs:
     """Logits over text tokens and normalized cxcywh boxes for every query."""
 
@@ -146,8 +199,18 @@ def build_grounding_dino(config_file: Optional[str] = None,
 
 
 def encode_text(network: nn.Module, captions: Sequence[str], device: torch.device) -> TextFeatures:
+    """Encode captions and project them to the transformer's width."""
+    return project_text(network, run_text_encoder(network, captions, device))
+
+
+def run_text_encoder(network: nn.Module, captions: Sequence[str],
+                     device: torch.device) -> TextFeatures:
     """Tokenize captions and run the BERT text encoder with Grounding DINO's
-    phrase-wise attention masks (each phrase attends only to itself)."""
+    phrase-wise attention masks (each phrase attends only to itself).
+
+    The returned `encoded_text` is BERT's last hidden state (B, T, C_bert),
+    before the trainable projection of `project_text`.
+    """
     from groundingdino.models.GroundingDINO.bertwarper import (
         generate_masks_with_special_tokens_and_transfer_map)
 
@@ -165,11 +228,16 @@ def encode_text(network: nn.Module, captions: Sequence[str], device: torch.devic
     bert_output = network.bert(**encoder_inputs)
 
     return TextFeatures(
-        encoded_text=network.feat_map(bert_output['last_hidden_state']),
+        encoded_text=bert_output['last_hidden_state'],
         text_token_mask=tokenized['attention_mask'].bool(),
         position_ids=position_ids,
         text_self_attention_masks=self_attention_masks,
     )
+
+
+def project_text(network: nn.Module, text: TextFeatures) -> TextFeatures:
+    """Map BERT's hidden states to the transformer's width (`feat_map`)."""
+    return dataclasses.replace(text, encoded_text=network.feat_map(text.encoded_text))
 
 
 def _image_features(network: nn.Module, images: Tensor,
@@ -213,24 +281,36 @@ def _invalid_proposals(masks: list[Tensor]) -> Tensor:
     return torch.isinf(proposals).any(-1)
 
 
-def run_grounding_dino(network: nn.Module, images: Tensor, padding_mask: Tensor,
-                       text: TextFeatures) -> GroundingDinoOutputs:
-    """Run Grounding DINO on a batch.
+def extract_image_features(network: nn.Module, images: Tensor,
+                           padding_mask: Tensor) -> ImageFeatures:
+    """Run the backbone and input projections on a batch.
 
     Args:
         network: a network from `build_grounding_dino`.
         images: normalized images (B, 3, H, W).
         padding_mask: (B, H, W), True on padded pixels.
-        text: encoded captions, one per image.
+    """
+    sources, masks, position_embeddings = _image_features(network, images, padding_mask)
+    return ImageFeatures(sources, masks, position_embeddings, _invalid_proposals(masks))
+
+
+def run_grounding_dino(network: nn.Module, image_features: ImageFeatures,
+                       text: TextFeatures) -> GroundingDinoOutputs:
+    """Run Grounding DINO's transformer and heads on paired images and captions.
+
+    Args:
+        network: a network from `build_grounding_dino`.
+        image_features: features of B images from `extract_image_features`.
+        text: B encoded captions; row b is the caption of image b.
     """
     from groundingdino.util.misc import inverse_sigmoid
 
-    sources, masks, position_embeddings = _image_features(network, images, padding_mask)
     text_dict = text.as_dict()
-    transformer_text_dict = {**text_dict, INVALID_PROPOSALS_KEY: _invalid_proposals(masks)}
+    transformer_text_dict = {**text_dict, INVALID_PROPOSALS_KEY: image_features.invalid_proposals}
 
     hidden_states, references, encoder_states, encoder_boxes, _ = network.transformer(
-        sources, masks, None, position_embeddings, None, None, transformer_text_dict)
+        image_features.sources, image_features.masks, None,
+        image_features.position_embeddings, None, None, transformer_text_dict)
 
     layer_boxes = []
     layer_logits = []

@@ -1,9 +1,11 @@
 """GroundingSAM: Grounding DINO finds boxes from a text prompt, Segment
 Anything turns them into masks, and both train together.
 
-Shape letters: B images, Q queries, K categories, N instances, T text tokens,
-H and W input pixels (after resize and padding).
+Shape letters: B images, P detector passes (image-caption pairs), Q queries,
+K categories (K_c in one caption chunk), N instances, T text tokens, H and W
+input pixels (after resize and padding).
 """
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -18,10 +20,11 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..fields import LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
-from ..prompt import Caption, build_caption, build_positive_map
+from ..prompt import PromptChunk, describe_chunks, split_prompt
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
-from .grounding_dino import (GroundingDinoOutputs, TextFeatures, build_grounding_dino,
-                             encode_text, run_grounding_dino)
+from .grounding_dino import (GroundingDinoOutputs, ImageFeatures, TextFeatures,
+                             build_grounding_dino, extract_image_features, project_text,
+                             run_grounding_dino, run_text_encoder)
 from .sam import build_sam, decode_box_prompts, jitter_boxes, sam_input_size
 
 
@@ -54,6 +57,21 @@ def with_content_shape(img_meta: dict) -> dict:
     return {**img_meta, 'img_shape': content_shape(img_meta)}
 
 
+def prompt_texts(sample) -> tuple[str, ...]:
+    """Return the category prompt texts of a data sample, in label order."""
+    return tuple(sample.metainfo[PROMPT_TEXTS])
+
+
+@dataclass(frozen=True)
+class TextPass:
+    """One run of the detector: an image of the batch with one caption chunk
+    of its prompt."""
+
+    image_index: int
+    texts: tuple[str, ...]
+    chunk_index: int
+
+
 @MODELS.register_module()
 class GroundingSAM(BaseDetector):
     """Grounded-SAM as an MMDetection detector.
@@ -75,6 +93,9 @@ class GroundingSAM(BaseDetector):
         freeze_text_encoder: keep Grounding DINO's BERT frozen.
         num_classes: expected number of categories; when set, a dataset with
             another count stops the run with both numbers in the message.
+        max_prompt_tokens: token budget of one caption, at most the text
+            encoder's limit (the default). Categories that do not fit in one
+            caption are split over several (see `prompt_for`).
         max_sam_instances_per_image: cap on the instances SAM decodes per
             image in one training step; a random subset is taken above it.
         box_jitter: standard deviation of the noise added to the ground-truth
@@ -97,6 +118,7 @@ class GroundingSAM(BaseDetector):
                  finetune_sam: bool = False,
                  freeze_text_encoder: bool = True,
                  num_classes: Optional[int] = None,
+                 max_prompt_tokens: Optional[int] = None,
                  max_sam_instances_per_image: int = 16,
                  box_jitter: float = 0.1,
                  box_jitter_max: float = 20.0,
@@ -121,13 +143,19 @@ class GroundingSAM(BaseDetector):
         self.finetune_sam = finetune_sam
         self.freeze_text_encoder = freeze_text_encoder
         self.num_classes = num_classes
+        self.max_prompt_tokens = max_prompt_tokens or self.max_text_len
         self.max_sam_instances_per_image = max_sam_instances_per_image
         self.box_jitter = box_jitter
         self.box_jitter_max = box_jitter_max
         self.max_per_image = max_per_image
         self.mask_threshold = mask_threshold
 
-        self._prompt_cache: dict[tuple[str, ...], tuple[Caption, Tensor]] = {}
+        self._prompts: dict[tuple[str, ...], list[PromptChunk]] = {}
+        # BERT hidden states of every chunk of a prompt, kept while the text
+        # encoder is frozen because they are the same for every image.
+        self._frozen_text_states: dict[tuple[str, ...], TextFeatures] = {}
+        self.dino.bert.register_load_state_dict_pre_hook(self._forget_text_states)
+        self._negative_passes = 0
         self._capped_images = 0
         self._freeze_parts()
 
@@ -175,28 +203,90 @@ class GroundingSAM(BaseDetector):
         return self
 
     # ----------------------------------------------------------------- prompt
-    def prompt_for(self, texts: tuple[str, ...], device: torch.device) -> tuple[Caption, Tensor]:
-        """Return the caption of a category list and its positive map (K, T)."""
-        if texts not in self._prompt_cache:
+    def prompt_for(self, texts: tuple[str, ...]) -> list[PromptChunk]:
+        """Return the caption chunks of a category list, building them once.
+
+        Categories that fit in `max_prompt_tokens` form one caption. Longer
+        lists are split into several captions with their own positive maps.
+        In training each image is paired with the captions holding its
+        categories, and the other categories of those captions are its
+        negatives. At prediction every caption runs and the per-category
+        scores are merged before the top-k.
+        """
+        if texts not in self._prompts:
             if self.num_classes is not None and len(texts) != self.num_classes:
                 raise ConfigError(f'the config sets num_classes={self.num_classes} but the '
                                   f'dataset has {len(texts)} categories; remove num_classes '
                                   'or make them agree')
-            caption = build_caption(texts)
-            positive_map = build_positive_map(caption, self.dino.tokenizer, self.max_text_len)
-            print_log(f'Prompt of {len(texts)} categories: {caption.text!r}', logger='current')
-            self._prompt_cache[texts] = (caption, positive_map)
-        caption, positive_map = self._prompt_cache[texts]
-        return caption, positive_map.to(device)
+            chunks = split_prompt(texts, self.dino.tokenizer, self.max_text_len,
+                                  self.max_prompt_tokens)
+            if len(chunks) == 1:
+                print_log(f'Prompt of {len(texts)} categories ({chunks[0].num_tokens} '
+                          f'tokens): {chunks[0].caption.text!r}', logger='current')
+            else:
+                print_log(f'Prompt split because it needs more than {self.max_prompt_tokens} '
+                          f'tokens. {describe_chunks(chunks, self.max_prompt_tokens)}\n'
+                          'Training pairs each image with the captions that hold its '
+                          'categories (one detector pass per caption); images without '
+                          'objects take the captions in turn. Prediction runs every caption '
+                          'and merges the scores.', logger='current')
+            self._prompts[texts] = chunks
+        return self._prompts[texts]
 
-    def _encode_prompts(self, data_samples: SampleList,
-                        device: torch.device) -> tuple[TextFeatures, list[Tensor]]:
-        prompts = [self.prompt_for(tuple(sample.metainfo[PROMPT_TEXTS]), device)
-                   for sample in data_samples]
-        captions = [caption.text for caption, _ in prompts]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_text_encoder):
-            text_features = encode_text(self.dino, captions, device)
-        return text_features, [positive_map for _, positive_map in prompts]
+    def _forget_text_states(self, *args) -> None:
+        """Drop cached text states when the text encoder's weights are loaded."""
+        self._frozen_text_states.clear()
+
+    def _text_features(self, texts: tuple[str, ...], chunk_indices: list[int],
+                       device: torch.device) -> TextFeatures:
+        """Return the encoded captions of the given chunks of a prompt, (len, T, C)."""
+        chunks = self.prompt_for(texts)
+        if not self.freeze_text_encoder:
+            states = run_text_encoder(self.dino, [chunks[index].caption.text
+                                                  for index in chunk_indices], device)
+            return project_text(self.dino, states)
+
+        states = self._frozen_text_states.get(texts)
+        if states is None or states.encoded_text.device != device:
+            with torch.no_grad():
+                states = run_text_encoder(self.dino, [chunk.caption.text for chunk in chunks],
+                                          device)
+            self._frozen_text_states[texts] = states
+        rows = torch.as_tensor(chunk_indices, device=device)
+        return project_text(self.dino, states.select(rows))
+
+    def _pass_text_features(self, passes: list[TextPass], device: torch.device) -> TextFeatures:
+        """Return the caption of every pass, (P, T, C), each caption encoded once."""
+        blocks = []
+        row_of_chunk = {}
+        for texts in dict.fromkeys(text_pass.texts for text_pass in passes):
+            chunk_indices = sorted({text_pass.chunk_index for text_pass in passes
+                                    if text_pass.texts == texts})
+            for chunk_index in chunk_indices:
+                row_of_chunk[texts, chunk_index] = len(row_of_chunk)
+            blocks.append(self._text_features(texts, chunk_indices, device))
+        rows = torch.as_tensor([row_of_chunk[text_pass.texts, text_pass.chunk_index]
+                                for text_pass in passes], device=device)
+        return TextFeatures.concat(blocks).select(rows)
+
+    def _training_passes(self, data_samples: SampleList) -> list[TextPass]:
+        """Pair each image with the caption chunks that hold its categories.
+
+        An image without objects gets one chunk, taken in turn, so that
+        every caption also sees negative images.
+        """
+        passes = []
+        for image_index, sample in enumerate(data_samples):
+            texts = prompt_texts(sample)
+            chunks = self.prompt_for(texts)
+            labels = sample.gt_instances.labels
+            chunk_indices = [index for index, chunk in enumerate(chunks)
+                             if bool(chunk.holds(labels).any())]
+            if not chunk_indices:
+                chunk_indices = [self._negative_passes % len(chunks)]
+                self._negative_passes += 1
+            passes += [TextPass(image_index, texts, index) for index in chunk_indices]
+        return passes
 
     # ------------------------------------------------------------- networks
     @staticmethod
@@ -209,10 +299,19 @@ class GroundingSAM(BaseDetector):
             mask[index, :content_height, :content_width] = False
         return mask
 
-    def _find_boxes(self, inputs: Tensor, data_samples: SampleList,
-                    text_features: TextFeatures) -> GroundingDinoOutputs:
-        return run_grounding_dino(self.dino, inputs, self.padding_mask(inputs, data_samples),
-                                  text_features)
+    def _image_features(self, inputs: Tensor, data_samples: SampleList) -> ImageFeatures:
+        return extract_image_features(self.dino, inputs, self.padding_mask(inputs, data_samples))
+
+    def _find_boxes(self, image_features: ImageFeatures,
+                    passes: list[TextPass]) -> GroundingDinoOutputs:
+        """Run the detector once per pass, on the pass's image and caption."""
+        device = image_features.invalid_proposals.device
+        rows = torch.as_tensor([text_pass.image_index for text_pass in passes], device=device)
+        if rows.numel() != len(image_features.invalid_proposals) or \
+                not torch.equal(rows, torch.arange(len(rows), device=device)):
+            image_features = image_features.select(rows)
+        return run_grounding_dino(self.dino, image_features,
+                                  self._pass_text_features(passes, device))
 
     def _sam_scale(self, inputs: Tensor) -> float:
         """Return SAM input pixels per input pixel."""
@@ -241,23 +340,31 @@ class GroundingSAM(BaseDetector):
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict[str, Tensor]:
         """Compute detection losses on every decoder layer and the proposals,
         and SAM's mask losses on ground-truth box prompts."""
-        text_features, positive_maps = self._encode_prompts(data_samples, inputs.device)
+        passes = self._training_passes(data_samples)
 
-        outputs = self._find_boxes(inputs, data_samples, text_features)
+        outputs = self._find_boxes(self._image_features(inputs, data_samples), passes)
 
-        gt_instances = []
-        for sample, positive_map in zip(data_samples, positive_maps):
-            instances = sample.gt_instances
-            gt_instances.append(InstanceData(
-                bboxes=gt_box_tensor(instances),
-                labels=instances.labels,
-                positive_maps=positive_map[instances.labels]))
-        img_metas = [with_content_shape(sample.metainfo) for sample in data_samples]
+        gt_instances = [self._pass_targets(data_samples[text_pass.image_index], text_pass)
+                        for text_pass in passes]
+        img_metas = [with_content_shape(data_samples[text_pass.image_index].metainfo)
+                     for text_pass in passes]
         losses = self.detection_loss(outputs, gt_instances, img_metas)
 
         if self.return_masks:
             losses.update(self._mask_losses(inputs, data_samples))
         return losses
+
+    def _pass_targets(self, sample, text_pass: TextPass) -> InstanceData:
+        """Return the ground truth of one pass: the image's instances whose
+        category is in the pass's caption, with labels and positive maps of
+        that caption."""
+        chunk = self.prompt_for(text_pass.texts)[text_pass.chunk_index]
+        instances = sample.gt_instances
+        keep = chunk.holds(instances.labels)
+        local_labels = chunk.local_labels(instances.labels[keep])
+        positive_map = chunk.positive_map.to(local_labels.device)
+        return InstanceData(bboxes=gt_box_tensor(instances)[keep], labels=local_labels,
+                            positive_maps=positive_map[local_labels])
 
     def _select_instances(self, num_instances: int, device: torch.device) -> Tensor:
         """Return the indices of the instances SAM decodes for one image."""
@@ -326,16 +433,11 @@ class GroundingSAM(BaseDetector):
         (N, 4) xyxy, `scores` (N,), `labels` (N,) and `masks` (N, H, W) bool,
         in original image pixels when `rescale` is True.
         """
-        text_features, positive_maps = self._encode_prompts(data_samples, inputs.device)
-
-        outputs = self._find_boxes(inputs, data_samples, text_features)
+        detections = self._detect(inputs, data_samples)
 
         image_embeddings = self._embed_images(inputs)
         scale = self._sam_scale(inputs)
-        for index, (sample, positive_map) in enumerate(zip(data_samples, positive_maps)):
-            scores, labels, boxes = self._score_boxes(outputs.layer_logits[-1, index],
-                                                      outputs.layer_boxes[-1, index],
-                                                      positive_map, sample.metainfo)
+        for index, (sample, (scores, labels, boxes)) in enumerate(zip(data_samples, detections)):
             low_res_logits, _ = decode_box_prompts(
                 self.sam, image_embeddings[index:index + 1], boxes * scale)
             masks = self._masks_at_input_size(low_res_logits, tuple(inputs.shape[-2:]))
@@ -343,34 +445,78 @@ class GroundingSAM(BaseDetector):
                                                          sample.metainfo, rescale)
         return data_samples
 
-    def _score_boxes(self, logits: Tensor, boxes: Tensor, positive_map: Tensor,
-                     img_meta: dict) -> tuple[Tensor, Tensor, Tensor]:
-        """Score every query for every category and keep the top-k pairs.
+    def _prediction_rounds(self, data_samples: SampleList) -> list[list[TextPass]]:
+        """Return the passes of prediction: round r runs chunk r of every image
+        whose prompt has more than r chunks."""
+        prompts = [prompt_texts(sample) for sample in data_samples]
+        num_rounds = max(len(self.prompt_for(texts)) for texts in prompts)
+        return [[TextPass(image_index, texts, round_index)
+                 for image_index, texts in enumerate(prompts)
+                 if round_index < len(self.prompt_for(texts))]
+                for round_index in range(num_rounds)]
+
+    def _detect(self, inputs: Tensor,
+                data_samples: SampleList) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Run every caption chunk and keep each image's top-k detections.
+
+        The image features are computed once and shared by all chunks.
+
+        Returns:
+            Per image: scores (N,), dataset labels (N,) and xyxy boxes (N, 4)
+            in input pixels.
+        """
+        image_features = self._image_features(inputs, data_samples)
+        candidates: list[list[tuple[Tensor, Tensor, Tensor]]] = [[] for _ in data_samples]
+        for passes in self._prediction_rounds(data_samples):
+            outputs = self._find_boxes(image_features, passes)
+            for row, text_pass in enumerate(passes):
+                chunk = self.prompt_for(text_pass.texts)[text_pass.chunk_index]
+                candidates[text_pass.image_index].append(self._score_chunk(
+                    outputs.layer_logits[-1, row], outputs.layer_boxes[-1, row], chunk))
+
+        return [self._merge_candidates(image_candidates, sample.metainfo)
+                for image_candidates, sample in zip(candidates, data_samples)]
+
+    def _score_chunk(self, logits: Tensor, boxes: Tensor,
+                     chunk: PromptChunk) -> tuple[Tensor, Tensor, Tensor]:
+        """Score every query for every category of one caption and keep the
+        top-k pairs.
 
         A category's score is the mean sigmoid probability over its tokens.
+        The top-k of the merged chunks is the top-k of the chunks' top-ks, so
+        keeping k per chunk loses nothing.
 
         Args:
             logits: (Q, T) token logits of the last decoder layer.
             boxes: (Q, 4) sigmoid cxcywh boxes.
-            positive_map: (K, T) bool.
+            chunk: the caption chunk the logits were computed with.
 
         Returns:
-            Scores (N,), labels (N,) and xyxy boxes (N, 4) in input pixels.
+            Scores (k,), dataset labels (k,) and sigmoid cxcywh boxes (k, 4).
         """
         token_probabilities = logits.sigmoid()  # -inf padding becomes 0
-        weights = positive_map.float()
+        weights = chunk.positive_map.to(logits.device).float()
         weights = weights / weights.sum(dim=1, keepdim=True)
-        category_scores = token_probabilities @ weights.T  # (Q, K)
+        category_scores = token_probabilities @ weights.T  # (Q, K_c)
 
         num_categories = category_scores.shape[1]
         top_k = min(self.max_per_image, category_scores.numel())
         scores, flat_indices = category_scores.flatten().topk(top_k)
-        labels = flat_indices % num_categories
-        query_indices = flat_indices // num_categories
+        labels = flat_indices % num_categories + chunk.labels[0]
+        return scores, labels, boxes[flat_indices // num_categories]
+
+    def _merge_candidates(self, candidates: list[tuple[Tensor, Tensor, Tensor]],
+                          img_meta: dict) -> tuple[Tensor, Tensor, Tensor]:
+        """Keep the top-k of every chunk's candidates and convert their boxes
+        to xyxy input pixels, clipped to the unpadded image."""
+        scores, labels, boxes = (torch.cat(parts) for parts in zip(*candidates))
+        top_k = min(self.max_per_image, scores.numel())
+        scores, order = scores.topk(top_k)
+        labels, boxes = labels[order], boxes[order]
 
         height, width = content_shape(img_meta)
         size = boxes.new_tensor([width, height, width, height])
-        xyxy = bbox_cxcywh_to_xyxy(boxes[query_indices]) * size
+        xyxy = bbox_cxcywh_to_xyxy(boxes) * size
         xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
         xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
         return scores, labels, xyxy
@@ -398,10 +544,12 @@ class GroundingSAM(BaseDetector):
 
     # ------------------------------------------------------------- tensor
     def _forward(self, inputs: Tensor,
-                 data_samples: OptSampleList = None) -> GroundingDinoOutputs:
-        """Return Grounding DINO's raw outputs for every decoder layer."""
-        text_features, _ = self._encode_prompts(data_samples, inputs.device)
-        return self._find_boxes(inputs, data_samples, text_features)
+                 data_samples: OptSampleList = None) -> tuple[GroundingDinoOutputs, ...]:
+        """Return Grounding DINO's raw outputs for every decoder layer, one
+        `GroundingDinoOutputs` per caption chunk (the prediction rounds)."""
+        image_features = self._image_features(inputs, data_samples)
+        return tuple(self._find_boxes(image_features, passes)
+                     for passes in self._prediction_rounds(data_samples))
 
     def extract_feat(self, inputs: Tensor) -> Tensor:
         """Return SAM image embeddings (B, C, h, w) of a batch."""

@@ -153,7 +153,7 @@ def test_predict_returns_instances_in_original_pixels(model):
 def test_num_classes_mismatch_names_both_numbers():
     model = MODELS.build(tiny_model_config(IMAGE_SIZE, num_classes=5))
     with pytest.raises(ConfigError, match='num_classes=5.*2 categories'):
-        model.prompt_for(TEXTS, torch.device('cpu'))
+        model.prompt_for(TEXTS)
 
 
 def test_two_stage_queries_avoid_padding(model):
@@ -169,7 +169,7 @@ def test_two_stage_queries_avoid_padding(model):
     try:
         model.eval()
         with torch.no_grad():
-            outputs = model._forward(inputs, samples)
+            outputs, = model._forward(inputs, samples)
     finally:
         with torch.no_grad():
             enc_output.weight.copy_(saved)

@@ -1,5 +1,4 @@
 """Check, before the first step, that the dataset's categories form a valid prompt."""
-import torch
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
@@ -13,10 +12,11 @@ class PromptCheckHook(Hook):
     """Build the training prompt before training starts.
 
     The model receives the category names only with the first batch.
-    This hook builds the caption and positive map from the training
-    dataset's metainfo in `before_train` instead. A caption over the text
-    encoder's token limit, duplicate names, or a `num_classes` that disagrees
-    with the dataset then stop the run before step 0 with the model's error.
+    This hook builds the captions and positive maps from the training
+    dataset's metainfo in `before_train` instead, so the caption split is
+    logged and a category name over the text encoder's token limit,
+    duplicate names, or a `num_classes` that disagrees with the dataset stop
+    the run before step 0 with the model's error.
     """
 
     priority = 'VERY_HIGH'
@@ -26,6 +26,6 @@ class PromptCheckHook(Hook):
         texts = runner.train_dataloader.dataset.metainfo.get(CATEGORY_TEXTS)
         if texts is None or not hasattr(model, 'prompt_for'):
             return
-        caption, positive_map = model.prompt_for(tuple(texts), torch.device('cpu'))
-        runner.logger.info(f'Prompt checked before training: {len(texts)} categories, '
-                           f'{int(positive_map.any(0).sum())} category tokens')
+        chunks = model.prompt_for(tuple(texts))
+        runner.logger.info(f'Prompt checked before training: {len(texts)} categories in '
+                           f'{len(chunks)} caption(s)')
