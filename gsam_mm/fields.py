@@ -34,3 +34,7 @@ MASK_PATH = 'mask_path'
 # `bbox_label` of an ignore region whose category is a placeholder and so
 # has no label. Such instances always have `ignore_flag=1`.
 IGNORE_LABEL = -1
+
+# Data-info key: False when the annotation file's width and height are those
+# of the stored pixels, so the image is read without its EXIF rotation.
+APPLY_EXIF = 'apply_exif'

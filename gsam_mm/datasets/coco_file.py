@@ -4,16 +4,16 @@ The dataset, the metric and preflight tools all call
 `load_coco_annotations`, so they agree on which records exist, which label
 each category gets and which regions are ignored.
 
-Validation reads the JSON once and checks that every image file exists.
-Pixels are not decoded, and headers are read only for images without width
-and height. All problems are collected first, so that one `AnnotationError`
-lists everything that is wrong.
+Validation reads the JSON once and the header of every image file. Pixels
+are not decoded. All problems are collected first, so that one
+`AnnotationError` lists everything that is wrong.
 
 Rules, each broken one a problem of its record:
 
-- image: unique id. The file exists under the image folder. Width and
-  height are positive integers, or both are absent and read from the file
-  header.
+- image: unique id. The file exists under the image folder and its header
+  is readable. Width and height are positive integers equal to the size
+  after EXIF orientation, or to the stored size (the image is then read
+  without EXIF rotation), or both are absent and read from the header.
 - annotation: unique id. `image_id` and `category_id` name existing
   records. `bbox` is 4 finite numbers with positive width and height that
   overlap the image, and the part outside is clipped. `iscrowd` is 0 or 1.
@@ -28,7 +28,7 @@ Rules, each broken one a problem of its record:
 import json
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from PIL import UnidentifiedImageError
 
@@ -37,7 +37,7 @@ from ..fields import IGNORE_LABEL, MASK_PATH
 from .annotation_checks import AnnotationProblem, is_record_id
 from .annotation_fields import parse_box, parse_mask
 from .categories import CategoryTable, resolve_categories
-from .images import read_image_size
+from .images import ImageHeader, read_image_header
 from .masks import Segmentation, box_to_polygon
 
 ON_BAD_ANNOTATION_CHOICES = ('error', 'skip')
@@ -92,6 +92,8 @@ class ImageRecord:
     height: int
     instances: list[InstanceRecord] = field(default_factory=list)
     size_from_header: bool = False
+    apply_exif: bool = True
+    mode: Optional[str] = None
 
 
 @dataclass
@@ -126,7 +128,9 @@ def load_coco_annotations(ann_file: str, img_dir: str, *,
                           classes: Optional[Sequence[str]] = None,
                           category_ids: Optional[Sequence[Any]] = None,
                           on_bad_annotation: str = 'error',
-                          check_image_files: bool = True) -> CocoAnnotations:
+                          check_image_files: bool = True,
+                          progress: Optional[Callable[[list], Iterable]] = None
+                          ) -> CocoAnnotations:
     """Read, validate and convert a COCO file.
 
     Args:
@@ -139,8 +143,11 @@ def load_coco_annotations(ann_file: str, img_dir: str, *,
             every invalid record. 'skip' drops invalid images (with their
             annotations) and invalid annotations, and reports them in
             `CocoAnnotations.skipped`.
-        check_image_files: whether a missing image file is a problem. Files
+        check_image_files: whether image files are checked: existence,
+            readable header, and width and height against the header. Files
             are still needed for images without width and height.
+        progress: wraps the list of image records while their files are
+            checked, for example `tqdm`.
 
     Raises:
         AnnotationError: on invalid records under 'error', and always on a
@@ -154,7 +161,8 @@ def load_coco_annotations(ann_file: str, img_dir: str, *,
     categories = resolve_categories(ann_file, content.get('categories'), raw_annotations,
                                     classes=classes, category_ids=category_ids)
 
-    images, problems = _check_images(content['images'], img_dir, check_image_files)
+    raw_images = content['images'] if progress is None else progress(content['images'])
+    images, problems = _check_images(raw_images, img_dir, check_image_files)
     instances, annotation_problems = _check_annotations(raw_annotations, images,
                                                         categories, img_dir)
     problems += annotation_problems
@@ -202,7 +210,7 @@ class _ImageEntry:
     bad: bool = False
 
 
-def _check_images(raw_images: list, img_dir: str,
+def _check_images(raw_images: Iterable, img_dir: str,
                   check_image_files: bool) -> tuple[dict, list[AnnotationProblem]]:
     """Check every image record.
 
@@ -260,11 +268,14 @@ def _check_image(index: int, raw: Any, img_dir: str,
             f'folder {img_dir!r}: data_root joined with data_prefix["img"] of the '
             'dataset or metric config)'))
 
-    if size_from_header and exists:
+    header = None
+    if exists and (check_image_files or size_from_header):
         try:
-            width, height = read_image_size(path)
+            header = read_image_header(path)
         except (OSError, UnidentifiedImageError) as err:
             problems.append(problem(f'cannot read the image header of {path}: {err}'))
+    if size_from_header and header is not None:
+        width, height = header.size
     valid_size = all(isinstance(value, int) and not isinstance(value, bool) and value > 0
                      for value in (width, height))
     if not valid_size and not size_from_header:
@@ -275,9 +286,37 @@ def _check_image(index: int, raw: Any, img_dir: str,
         entry = _ImageEntry(index, ImageRecord(image_id, file_name, path, 0, 0), bad=True)
         return entry, problems
 
+    apply_exif = True
+    if header is not None and not size_from_header:
+        apply_exif, size_message = _match_header_size(width, height, header)
+        if size_message:
+            problems.append(problem(f'{path}: {size_message}'))
     record = ImageRecord(image_id, file_name, path, width, height,
-                         size_from_header=size_from_header)
+                         size_from_header=size_from_header, apply_exif=apply_exif,
+                         mode=header.mode if header is not None else None)
     return _ImageEntry(index, record, bad=bool(problems)), problems
+
+
+def _match_header_size(width: int, height: int,
+                       header: ImageHeader) -> tuple[bool, Optional[str]]:
+    """Compare the file's width and height with the image header.
+
+    Returns:
+        Whether to apply the EXIF orientation when reading the pixels, and a
+        problem text when the sizes match neither orientation.
+    """
+    if (width, height) == header.size:
+        return True, None
+    if (width, height) == header.stored_size:
+        # The annotation tool drew on the stored pixels, ignoring EXIF.
+        return False, None
+    header_width, header_height = header.size
+    message = (f'width={width}, height={height} do not match the image, which is '
+               f'{header_width}x{header_height} pixels')
+    if header.size != header.stored_size:
+        message += (f' after EXIF orientation {header.orientation} '
+                    f'({header.stored_width}x{header.stored_height} as stored)')
+    return True, message + '; fix width and height, or remove both to read them from the file'
 
 
 def _check_annotations(raw_annotations: list, images: dict, categories: CategoryTable,

@@ -6,7 +6,7 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from ..fields import CATEGORY_IDS, CATEGORY_TEXTS, PROMPT_TEXTS
+from ..fields import APPLY_EXIF, CATEGORY_IDS, CATEGORY_TEXTS, PROMPT_TEXTS
 from .coco_file import CocoAnnotations, check_on_bad_annotation, load_coco_annotations
 from .load_summary import log_load_summary
 
@@ -34,8 +34,9 @@ class CocoWithMasksDataset(CocoDataset):
     (prompt texts) and `cat_ids` (COCO category ids, which the metric uses
     to write results back).
 
-    Each data info has `img_path`, `img_id`, `height`, `width`, `text` (the
-    prompt texts) and `instances`. Each instance has:
+    Each data info has `img_path`, `img_id`, `height`, `width`,
+    `apply_exif` (False when the file's sizes ignore the EXIF rotation),
+    `text` (the prompt texts) and `instances`. Each instance has:
 
     - `bbox`: [x1, y1, x2, y2], clipped to the image.
     - `bbox_label`: the label, -1 for placeholder regions.
@@ -92,6 +93,7 @@ class CocoWithMasksDataset(CocoDataset):
             'img_id': image.image_id,
             'height': image.height,
             'width': image.width,
+            APPLY_EXIF: image.apply_exif,
             PROMPT_TEXTS: self._metainfo[CATEGORY_TEXTS],
             'instances': [record.to_instance() for record in image.instances],
         }

@@ -1,9 +1,11 @@
 """Image files read with Pillow: header sizes and uint8 RGB pixels.
 
-Both readers apply the EXIF orientation. Header sizes and decoded pixels
-then agree with each other and with annotations drawn on the image as a
-viewer shows it.
+Both readers apply the EXIF orientation by default. Header sizes and
+decoded pixels then agree with each other and with annotations drawn on the
+image as a viewer shows it.
 """
+from dataclasses import dataclass
+
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
@@ -15,21 +17,67 @@ _TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 _HIGH_BIT_DEPTH_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, before any pixel is decoded.
+
+    Attributes:
+        stored_width: width of the pixels as stored in the file.
+        stored_height: height of the pixels as stored in the file.
+        orientation: EXIF orientation tag, 1 when absent.
+        mode: Pillow mode of the stored pixels ('RGB', 'L', 'RGBA', 'I;16', ...).
+    """
+
+    stored_width: int
+    stored_height: int
+    orientation: int
+    mode: str
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """`(width, height)` as a viewer shows the image, after EXIF orientation."""
+        if self.orientation in _TRANSPOSING_ORIENTATIONS:
+            return self.stored_height, self.stored_width
+        return self.stored_width, self.stored_height
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """`(width, height)` of the stored pixels, EXIF orientation ignored."""
+        return self.stored_width, self.stored_height
+
+
+def read_image_header(path: str) -> ImageHeader:
+    """Parse the size, EXIF orientation and mode from an image file's header."""
+    with Image.open(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        return ImageHeader(width, height, orientation, image.mode)
+
+
 def read_image_size(path: str) -> tuple[int, int]:
     """Read `(width, height)` from the file header, after EXIF orientation.
 
     Only the header is parsed; no pixels are decoded.
     """
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-    if orientation in _TRANSPOSING_ORIENTATIONS:
-        return height, width
-    return width, height
+    return read_image_header(path).size
 
 
-def read_rgb_image(path: str) -> np.ndarray:
+def describe_conversion(mode: str) -> str:
+    """Describe how `read_rgb_image` converts pixels of a Pillow mode."""
+    if mode == 'RGB':
+        return 'read as is'
+    if mode in _HIGH_BIT_DEPTH_MODES:
+        return 'gray values scaled so that the image maximum becomes 255, then copied to 3 channels'
+    if mode in ('RGBA', 'LA', 'PA'):
+        return 'alpha channel dropped, converted to RGB'
+    return 'converted to RGB'
+
+
+def read_rgb_image(path: str, apply_exif: bool = True) -> np.ndarray:
     """Decode an image file into RGB pixels of shape (H, W, 3), dtype uint8.
+
+    The EXIF orientation is applied unless `apply_exif` is False, which is
+    for annotation files whose sizes were taken from the stored pixels.
 
     Gray and palette images are expanded to three channels and an alpha
     channel is dropped. 16-bit, 32-bit and float gray images are scaled
@@ -39,7 +87,8 @@ def read_rgb_image(path: str) -> np.ndarray:
     the cost is that brightness is not comparable across such images.
     """
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
+        if apply_exif:
+            image = ImageOps.exif_transpose(image)
         if image.mode in _HIGH_BIT_DEPTH_MODES:
             gray = _scale_to_uint8(np.asarray(image))
             return np.repeat(gray[:, :, None], 3, axis=2)

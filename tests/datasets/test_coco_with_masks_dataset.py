@@ -470,6 +470,58 @@ def test_size_read_from_header_when_missing(tmp_path, coco, build_dataset):
     assert (rotated_info['width'], rotated_info['height']) == (30, 40)
 
 
+def save_rotated_jpeg(path, stored_width, stored_height):
+    """Write a JPEG whose EXIF orientation 6 displays it rotated by 90 degrees."""
+    from PIL import Image
+    image = Image.new('RGB', (stored_width, stored_height))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif.tobytes())
+
+
+def test_size_of_stored_pixels_skips_exif(tmp_path, coco, build_dataset):
+    ann_file = coco.write(tmp_path, [{'id': 1, 'file_name': 'b.jpg', 'width': 40,
+                                      'height': 30}], [], missing_files=('b.jpg',))
+    save_rotated_jpeg(tmp_path / 'b.jpg', 40, 30)
+
+    dataset = build_dataset(ann_file, pipeline=[dict(type='LoadImageRGB')])
+
+    assert dataset.get_data_info(0)['apply_exif'] is False
+    assert dataset[0]['img'].shape == (30, 40, 3)
+
+
+def test_size_of_rotated_pixels_applies_exif(tmp_path, coco, build_dataset):
+    ann_file = coco.write(tmp_path, [{'id': 1, 'file_name': 'b.jpg', 'width': 30,
+                                      'height': 40}], [], missing_files=('b.jpg',))
+    save_rotated_jpeg(tmp_path / 'b.jpg', 40, 30)
+
+    dataset = build_dataset(ann_file, pipeline=[dict(type='LoadImageRGB')])
+
+    assert dataset.get_data_info(0)['apply_exif'] is True
+    assert dataset[0]['img'].shape == (40, 30, 3)
+
+
+def test_size_matching_no_orientation_is_reported(tmp_path, coco, build_dataset):
+    ann_file = coco.write(tmp_path, [{'id': 5, 'file_name': 'b.jpg', 'width': 50,
+                                      'height': 30}], [], missing_files=('b.jpg',))
+    save_rotated_jpeg(tmp_path / 'b.jpg', 40, 30)
+
+    message = error_text(build_dataset, ann_file)
+
+    assert "image 5 (b.jpg)" in message
+    assert ('width=50, height=30 do not match the image, which is 30x40 pixels after '
+            'EXIF orientation 6 (40x30 as stored)') in message
+
+
+def test_unreadable_image_is_reported(tmp_path, coco, build_dataset):
+    ann_file = coco.write(tmp_path, [IMAGE_100], [], missing_files=('a.jpg',))
+    (tmp_path / 'a.jpg').write_bytes(b'not an image')
+
+    message = error_text(build_dataset, ann_file)
+
+    assert 'image 1 (a.jpg): cannot read the image header of' in message
+
+
 def test_data_info_keys(tmp_path, coco, build_dataset):
     ann_file = coco.write(tmp_path, [IMAGE_100], [
         coco.annotation(1, 1, 2, [1, 1, 20, 20], segmentation=[coco.square(1, 1, 20)])])

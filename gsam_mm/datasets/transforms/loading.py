@@ -9,6 +9,7 @@ from mmdet.registry import TRANSFORMS
 from mmdet.structures.mask import BitmapMasks
 
 from ...errors import AnnotationError
+from ...fields import APPLY_EXIF
 from ..images import read_rgb_image
 from ..masks import decode_instance_mask
 
@@ -17,8 +18,9 @@ from ..masks import decode_instance_mask
 class LoadImageRGB(BaseTransform):
     """Read an image with Pillow as uint8 pixels in RGB channel order.
 
-    EXIF orientation is applied. Gray, palette and RGBA images become three
-    channels (alpha dropped); 16-bit, 32-bit and float gray images are
+    EXIF orientation is applied unless the data info's `apply_exif` is
+    False (the annotation file's sizes are those of the stored pixels).
+    Gray, palette and RGBA images become three channels (alpha dropped); 16-bit, 32-bit and float gray images are
     scaled so that their maximum becomes 255 (see `images.read_rgb_image`).
     The channels are RGB, not the BGR that mmcv's `LoadImageFromFile` gives,
     so the model's data preprocessor must use `bgr_to_rgb=False`.
@@ -32,6 +34,7 @@ class LoadImageRGB(BaseTransform):
     - img_path
     - height (optional)
     - width (optional)
+    - apply_exif (optional, default True)
 
     Added Keys:
 
@@ -43,13 +46,15 @@ class LoadImageRGB(BaseTransform):
     def transform(self, results: dict) -> dict:
         """Read `results['img_path']` and add the pixels and their shape."""
         path = results['img_path']
-        pixels = read_rgb_image(path)
+        apply_exif = results.get(APPLY_EXIF, True)
+        pixels = read_rgb_image(path, apply_exif=apply_exif)
         height, width = pixels.shape[:2]
         expected = (results.get('height'), results.get('width'))
         if None not in expected and expected != (height, width):
+            orientation = 'after EXIF orientation' if apply_exif else 'as stored'
             raise AnnotationError(
                 f'image {results.get("img_id")!r} ({path}) is {width}x{height} pixels '
-                f'after EXIF orientation, but the annotation file gives '
+                f'{orientation}, but the annotation file gives '
                 f'width={expected[1]}, height={expected[0]}; fix the width and height '
                 'in the file (or remove them to read them from the image)')
         results['img'] = pixels
