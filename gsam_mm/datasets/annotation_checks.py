@@ -23,6 +23,20 @@ _RLE_CHAR_OFFSET = 48
 _RLE_CHAR_LIMIT = _RLE_CHAR_OFFSET + 64
 
 
+# Kinds of problems, by the part of a record that is wrong; reports group
+# problems by kind.
+PROBLEM_IMAGE_RECORD = 'invalid image record'
+PROBLEM_IMAGE_FILE = 'missing or unreadable image file'
+PROBLEM_IMAGE_SIZE = 'image width and height'
+PROBLEM_IMAGE_ID = 'duplicate image id'
+PROBLEM_ANNOTATION_RECORD = 'invalid annotation record'
+PROBLEM_ANNOTATION_ID = 'invalid or duplicate annotation id'
+PROBLEM_REFERENCE = 'unknown image or category'
+PROBLEM_ISCROWD = 'invalid iscrowd'
+PROBLEM_SEGMENTATION = 'invalid segmentation or mask file'
+PROBLEM_BOX = 'invalid box'
+
+
 @dataclass(frozen=True)
 class AnnotationProblem:
     """One invalid record of an annotation file.
@@ -30,9 +44,11 @@ class AnnotationProblem:
     `image_index` and `annotation_index` are positions in the file's
     `images` and `annotations` lists. They identify the record even when
     ids repeat, so that `on_bad_annotation='skip'` drops exactly it.
+    `kind` is one of the `PROBLEM_*` names above.
     """
 
     message: str
+    kind: str = PROBLEM_ANNOTATION_RECORD
     image_id: Any = None
     file_name: Optional[str] = None
     annotation_id: Any = None
@@ -54,7 +70,20 @@ class AnnotationProblem:
 
 def is_number(value: Any) -> bool:
     """Return whether `value` is a real number (bool excluded)."""
+    value_type = type(value)
+    if value_type is float or value_type is int:  # fast path for JSON numbers
+        return True
     return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def are_finite_numbers(values: list) -> bool:
+    """Return whether every value is a finite real number (bool excluded)."""
+    for value in values:
+        if type(value) is int:
+            continue
+        if not is_number(value) or not math.isfinite(value):
+            return False
+    return True
 
 
 def is_record_id(value: Any) -> bool:
@@ -69,7 +98,7 @@ def check_box(bbox: Any) -> list[str]:
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return [f'bbox {bbox!r} is invalid; expected [x, y, width, height] '
                 'with 4 numbers']
-    if not all(is_number(value) and math.isfinite(value) for value in bbox):
+    if not are_finite_numbers(bbox):
         return [f'bbox {list(bbox)} contains a value that is not a finite '
                 'number; expected 4 finite numbers']
     width, height = bbox[2], bbox[3]
@@ -95,8 +124,14 @@ def clip_box(bbox: list, image_width: int,
     return [x1, y1, x2, y2]
 
 
-def check_polygons(segmentation: list) -> list[str]:
-    """Check a polygon segmentation: a list of rings `[x1, y1, x2, y2, ...]`."""
+def check_polygons(segmentation: list, image_width: Optional[int] = None,
+                   image_height: Optional[int] = None) -> list[str]:
+    """Check a polygon segmentation: a list of rings `[x1, y1, x2, y2, ...]`.
+
+    With the image size given, every point must also lie within one image
+    width and height of the image. Points further out come from a wrong
+    coordinate system or a corrupt value, not from a drawing slip.
+    """
     problems = []
     for ring_index, ring in enumerate(segmentation):
         if not isinstance(ring, (list, tuple)):
@@ -113,11 +148,24 @@ def check_polygons(segmentation: list) -> list[str]:
             problems.append(
                 f'polygon ring {ring_index} has {len(ring)} numbers; a ring '
                 f'needs at least {MIN_RING_NUMBERS} numbers (3 points)')
-        if not all(is_number(value) and math.isfinite(value) for value in ring):
+        if not are_finite_numbers(ring):
             problems.append(
                 f'polygon ring {ring_index} contains a value that is not a '
                 'finite number; coordinates must be finite numbers')
+        elif image_width is not None and ring:
+            problems += _check_ring_extent(ring_index, ring, image_width, image_height)
     return problems
+
+
+def _check_ring_extent(ring_index: int, ring: list, image_width: int,
+                       image_height: int) -> list[str]:
+    xs, ys = ring[0::2], ring[1::2]
+    if min(xs) >= -image_width and max(xs) <= 2 * image_width \
+            and min(ys) >= -image_height and max(ys) <= 2 * image_height:
+        return []
+    return [f'polygon ring {ring_index} reaches x from {min(xs)} to {max(xs)} and y from '
+            f'{min(ys)} to {max(ys)}, far outside the {image_width}x{image_height} image; '
+            'coordinates must be pixels, within one image size of the image']
 
 
 def check_rle(rle: dict, image_height: int, image_width: int) -> list[str]:

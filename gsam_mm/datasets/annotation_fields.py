@@ -35,7 +35,7 @@ def parse_mask(raw: dict, image_width: int, image_height: int,
         if all(is_number(value) for value in segmentation):
             return None, None, ['segmentation is a flat list of numbers; a polygon '
                                 'segmentation is a list of rings: [[x1, y1, x2, y2, ...]]']
-        messages = check_polygons(segmentation)
+        messages = check_polygons(segmentation, image_width, image_height)
         return (None if messages else segmentation), None, messages
     if isinstance(segmentation, dict):
         messages = check_rle(segmentation, image_height, image_width)

@@ -34,7 +34,10 @@ from PIL import UnidentifiedImageError
 
 from ..errors import AnnotationError, ConfigError
 from ..fields import IGNORE_LABEL, MASK_PATH
-from .annotation_checks import AnnotationProblem, is_record_id
+from .annotation_checks import (PROBLEM_ANNOTATION_ID, PROBLEM_ANNOTATION_RECORD, PROBLEM_BOX,
+                                PROBLEM_IMAGE_FILE, PROBLEM_IMAGE_ID, PROBLEM_IMAGE_RECORD,
+                                PROBLEM_IMAGE_SIZE, PROBLEM_ISCROWD, PROBLEM_REFERENCE,
+                                PROBLEM_SEGMENTATION, AnnotationProblem, is_record_id)
 from .annotation_fields import parse_box, parse_mask
 from .categories import CategoryTable, resolve_categories
 from .images import ImageHeader, read_image_header
@@ -234,7 +237,7 @@ def _check_images(raw_images: Iterable, img_dir: str,
             entry.bad = True
             problems.append(AnnotationProblem(
                 f'image id {image_id!r} is used by {len(entries)} images ({file_names}); '
-                'image ids must be unique', image_id=image_id,
+                'image ids must be unique', kind=PROBLEM_IMAGE_ID, image_id=image_id,
                 file_name=entry.record.file_name, image_index=entry.index))
     return entries_by_id, problems
 
@@ -249,13 +252,14 @@ def _check_image(index: int, raw: Any, img_dir: str,
             summary = {key: raw.get(key) for key in ('id', 'file_name')}
         return None, [AnnotationProblem(
             f'image record {index} ({summary!r}) is invalid; expected an integer or '
-            'string "id" and a non-empty "file_name"', image_index=index)]
+            'string "id" and a non-empty "file_name"', kind=PROBLEM_IMAGE_RECORD,
+            image_index=index)]
 
     image_id, file_name = raw['id'], raw['file_name']
     path = osp.join(img_dir, file_name)
 
-    def problem(message: str) -> AnnotationProblem:
-        return AnnotationProblem(message, image_id=image_id, file_name=file_name,
+    def problem(message: str, kind: str) -> AnnotationProblem:
+        return AnnotationProblem(message, kind=kind, image_id=image_id, file_name=file_name,
                                  image_index=index)
 
     problems = []
@@ -266,14 +270,15 @@ def _check_image(index: int, raw: Any, img_dir: str,
         problems.append(problem(
             f'image file not found: {path} (file_name is resolved against the image '
             f'folder {img_dir!r}: data_root joined with data_prefix["img"] of the '
-            'dataset or metric config)'))
+            'dataset or metric config)', PROBLEM_IMAGE_FILE))
 
     header = None
     if exists and (check_image_files or size_from_header):
         try:
             header = read_image_header(path)
         except (OSError, UnidentifiedImageError) as err:
-            problems.append(problem(f'cannot read the image header of {path}: {err}'))
+            problems.append(problem(f'cannot read the image header of {path}: {err}',
+                                    PROBLEM_IMAGE_FILE))
     if size_from_header and header is not None:
         width, height = header.size
     valid_size = all(isinstance(value, int) and not isinstance(value, bool) and value > 0
@@ -281,7 +286,7 @@ def _check_image(index: int, raw: Any, img_dir: str,
     if not valid_size and not size_from_header:
         problems.append(problem(f'width {width!r} and height {height!r} are invalid; '
                                 'expected positive integers (or leave both out to '
-                                'read them from the image file)'))
+                                'read them from the image file)', PROBLEM_IMAGE_SIZE))
     if not valid_size:
         entry = _ImageEntry(index, ImageRecord(image_id, file_name, path, 0, 0), bad=True)
         return entry, problems
@@ -290,7 +295,7 @@ def _check_image(index: int, raw: Any, img_dir: str,
     if header is not None and not size_from_header:
         apply_exif, size_message = _match_header_size(width, height, header)
         if size_message:
-            problems.append(problem(f'{path}: {size_message}'))
+            problems.append(problem(f'{path}: {size_message}', PROBLEM_IMAGE_SIZE))
     record = ImageRecord(image_id, file_name, path, width, height,
                          size_from_header=size_from_header, apply_exif=apply_exif,
                          mode=header.mode if header is not None else None)
@@ -335,7 +340,7 @@ def _check_annotations(raw_annotations: list, images: dict, categories: Category
         context = _AnnotationContext(index, raw, images)
         record, messages = _parse_annotation(raw, context.image, categories, labels,
                                              img_dir)
-        problems += [context.problem(message) for message in messages]
+        problems += [context.problem(message, kind) for kind, message in messages]
         if record is not None and not messages:
             instances[index] = record
         if isinstance(raw, dict) and is_record_id(raw.get('id')):
@@ -348,7 +353,8 @@ def _check_annotations(raw_annotations: list, images: dict, categories: Category
         for index in indices:
             problems.append(_AnnotationContext(index, raw_annotations[index], images).problem(
                 f'annotation id {annotation_id!r} is used by {len(indices)} annotations '
-                f'(on images {image_ids}); annotation ids must be unique'))
+                f'(on images {image_ids}); annotation ids must be unique',
+                PROBLEM_ANNOTATION_ID))
             instances.pop(index, None)
     return instances, problems
 
@@ -363,39 +369,45 @@ class _AnnotationContext:
         entries = images.get(self.image_id) if is_record_id(self.image_id) else None
         self.image = entries[0].record if entries else None
 
-    def problem(self, message: str) -> AnnotationProblem:
+    def problem(self, message: str, kind: str) -> AnnotationProblem:
         return AnnotationProblem(
-            message, image_id=self.image_id,
+            message, kind=kind, image_id=self.image_id,
             file_name=self.image.file_name if self.image else None,
             annotation_id=self.annotation_id, annotation_index=self.index)
 
 
 def _parse_annotation(raw: Any, image: Optional[ImageRecord], categories: CategoryTable,
-                      labels: dict, img_dir: str) -> tuple[Optional[InstanceRecord], list[str]]:
-    """Check one annotation and convert it; return its problem texts."""
+                      labels: dict, img_dir: str
+                      ) -> tuple[Optional[InstanceRecord], list[tuple[str, str]]]:
+    """Check one annotation and convert it; return its problems as
+    `(kind, text)` pairs."""
     if not isinstance(raw, dict):
-        return None, [f'annotation record is a {type(raw).__name__}; expected an object']
+        return None, [(PROBLEM_ANNOTATION_RECORD,
+                       f'annotation record is a {type(raw).__name__}; expected an object')]
     messages = []
     if not is_record_id(raw.get('id')):
-        messages.append(f'id {raw.get("id")!r} is invalid; expected an integer or string')
+        messages.append((PROBLEM_ANNOTATION_ID,
+                         f'id {raw.get("id")!r} is invalid; expected an integer or string'))
     if image is None:
-        messages.append(f'image_id {raw.get("image_id")!r} is not the id of any image '
-                        'in the "images" list')
+        messages.append((PROBLEM_REFERENCE,
+                         f'image_id {raw.get("image_id")!r} is not the id of any image '
+                         'in the "images" list'))
     category_id = raw.get('category_id')
     if not is_record_id(category_id) or category_id not in categories.known_ids:
         known = sorted(categories.known_ids, key=lambda value: (isinstance(value, str), value))
-        messages.append(f'category_id {category_id!r} is not the id of any category '
-                        f'(known ids: {known})')
+        messages.append((PROBLEM_REFERENCE,
+                         f'category_id {category_id!r} is not the id of any category '
+                         f'(known ids: {known})'))
         category_id = None
     ignore_reason, iscrowd_messages = _read_ignore_reason(raw, category_id, categories)
-    messages += iscrowd_messages
+    messages += [(PROBLEM_ISCROWD, message) for message in iscrowd_messages]
     if image is None or image.width == 0:
         return None, messages
 
     mask, mask_path, mask_messages = parse_mask(raw, image.width, image.height, img_dir)
-    messages += mask_messages
+    messages += [(PROBLEM_SEGMENTATION, message) for message in mask_messages]
     box, clipped, box_from_mask, box_messages = parse_box(raw, mask, image.width, image.height)
-    messages += box_messages
+    messages += [(PROBLEM_BOX, message) for message in box_messages]
     if messages:
         return None, messages
 

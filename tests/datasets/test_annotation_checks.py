@@ -22,6 +22,23 @@ def test_polygon_ring_rules(ring, expected):
     assert check_polygons([ring]) == expected
 
 
+def test_polygon_far_outside_image_is_rejected():
+    inside_margin = [-90, -40, 190, 0, 0, 90]
+    absurd = [0, 0, 1e12, 0, 0, 10]
+
+    assert check_polygons([inside_margin], 100, 50) == []
+    problems = check_polygons([inside_margin, absurd], 100, 50)
+    assert problems == ['polygon ring 1 reaches x from 0 to 1000000000000.0 and y from 0 to '
+                        '10, far outside the 100x50 image; coordinates must be pixels, '
+                        'within one image size of the image']
+
+
+def test_boolean_coordinate_is_rejected():
+    assert check_polygons([[0, 0, 8, 0, True, 8]]) == [
+        'polygon ring 0 contains a value that is not a finite number; coordinates must be '
+        'finite numbers']
+
+
 def test_polygon_problem_names_ring_index():
     problems = check_polygons([[0, 0, 8, 0, 8, 8], [1, 2, 3, 4]])
 
