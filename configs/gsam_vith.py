@@ -141,8 +141,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='PredictionOverlayHook', score_thr=0.3))
 
-# Builds the prompt from the dataset before step 0, so a caption over the
-# token limit or a wrong num_classes stops the run at once.
+# Builds the prompt from the dataset before step 0 (logging how a long one is
+# split into captions), so a category name over the token limit or a wrong
+# num_classes stops the run at once.
 custom_hooks = [dict(type='PromptCheckHook')]
 
 env_cfg = dict(
@@ -150,7 +151,10 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+# No fixed `name`: MMEngine then names the visualizer after the run, and a
+# second Runner in the same process writes to its own work dir instead of
+# reusing the first one's visualizer.
+visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends)
 log_processor = dict(type="LogProcessor", window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None

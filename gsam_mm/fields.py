@@ -38,3 +38,7 @@ IGNORE_LABEL = -1
 # Data-info key: False when the annotation file's width and height are those
 # of the stored pixels, so the image is read without its EXIF rotation.
 APPLY_EXIF = 'apply_exif'
+
+# Dataset metainfo key holding the dataset's `on_bad_annotation` setting, so
+# that the metric drops the same records as the dataset.
+ON_BAD_ANNOTATION = 'on_bad_annotation'

@@ -6,7 +6,8 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
-from ..fields import APPLY_EXIF, CATEGORY_IDS, CATEGORY_TEXTS, PROMPT_TEXTS
+from ..fields import (APPLY_EXIF, CATEGORY_IDS, CATEGORY_TEXTS, ON_BAD_ANNOTATION,
+                      PROMPT_TEXTS)
 from .coco_file import CocoAnnotations, check_on_bad_annotation, load_coco_annotations
 from .load_summary import log_load_summary
 
@@ -32,7 +33,8 @@ class CocoWithMasksDataset(CocoDataset):
     After loading, `metainfo` contains three tuples in label order:
     `classes` (category names as written in the file), `category_texts`
     (prompt texts) and `cat_ids` (COCO category ids, which the metric uses
-    to write results back).
+    to write results back), and `on_bad_annotation`, which the metric
+    follows unless its config sets its own.
 
     Each data info has `img_path`, `img_id`, `height`, `width`,
     `apply_exif` (False when the file's sizes ignore the EXIF rotation),
@@ -83,6 +85,7 @@ class CocoWithMasksDataset(CocoDataset):
         self._metainfo['classes'] = tuple(category.name for category in categories)
         self._metainfo[CATEGORY_TEXTS] = tuple(category.text for category in categories)
         self._metainfo[CATEGORY_IDS] = tuple(category.id for category in categories)
+        self._metainfo[ON_BAD_ANNOTATION] = self.on_bad_annotation
         # mmdet's CocoDataset API exposes these two as attributes.
         self.cat_ids = list(self._metainfo[CATEGORY_IDS])
         self.cat2label = {category_id: label for label, category_id in enumerate(self.cat_ids)}

@@ -12,7 +12,7 @@ from ..datasets.coco_file import (CocoAnnotations, check_on_bad_annotation,
                                   load_coco_annotations)
 from ..datasets.masks import instance_mask_to_rle, rle_area
 from ..errors import ConfigError
-from ..fields import CATEGORY_IDS
+from ..fields import CATEGORY_IDS, ON_BAD_ANNOTATION
 
 
 @METRICS.register_module()
@@ -45,8 +45,9 @@ class CocoWithMasksMetric(CocoMetric):
             images without width and height in the file and for
             `mask_path` masks. Image files are not checked again because
             the dataset has already checked them.
-        on_bad_annotation: 'error' or 'skip'; use the dataset's value so
-            that both drop the same records.
+        on_bad_annotation: 'error' or 'skip'. None (the default) follows
+            the evaluated dataset's setting, so that both drop the same
+            records, and 'error' without a dataset.
         metric: metrics to compute, 'bbox' and/or 'segm' (or mmdet's
             'proposal' and 'proposal_fast').
         **kwargs: other arguments of mmdet's `CocoMetric` (classwise,
@@ -54,15 +55,29 @@ class CocoWithMasksMetric(CocoMetric):
     """
 
     def __init__(self, ann_file: str, *, data_root: str = '',
-                 data_prefix: Optional[dict] = None, on_bad_annotation: str = 'error',
+                 data_prefix: Optional[dict] = None,
+                 on_bad_annotation: Optional[str] = None,
                  metric: Union[str, Sequence[str]] = ('bbox', 'segm'),
                  **kwargs: Any) -> None:
         metrics = [metric] if isinstance(metric, str) else list(metric)
         super().__init__(ann_file=None, metric=metrics, **kwargs)
         self.gt_ann_file = _join_root(data_root, ann_file)
         self.gt_image_dir = _join_root(data_root, (data_prefix or {}).get('img', ''))
-        check_on_bad_annotation(on_bad_annotation)
+        if on_bad_annotation is not None:
+            check_on_bad_annotation(on_bad_annotation)
         self.on_bad_annotation = on_bad_annotation
+
+    @CocoMetric.dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        """Take the evaluated dataset's metainfo and load the ground truth.
+
+        MMEngine's loops set this when they are built, before training
+        starts, so an invalid annotation file stops the run before step 0
+        instead of at the first validation.
+        """
+        CocoMetric.dataset_meta.fset(self, dataset_meta)
+        self._coco_api = None
+        self._build_ground_truth()
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
         """Collect predictions; the ground truth comes from the annotation file."""
@@ -101,7 +116,8 @@ class CocoWithMasksMetric(CocoMetric):
         meta = self.dataset_meta or {}
         annotations = load_coco_annotations(
             self.gt_ann_file, self.gt_image_dir, classes=meta.get('classes'),
-            category_ids=meta.get(CATEGORY_IDS), on_bad_annotation=self.on_bad_annotation,
+            category_ids=meta.get(CATEGORY_IDS),
+            on_bad_annotation=self.on_bad_annotation or meta.get(ON_BAD_ANNOTATION, 'error'),
             check_image_files=False)
 
         self.cat_ids = [category.id for category in annotations.categories.selected]
