@@ -99,6 +99,20 @@ def _set_dataset(cfg: Config, dataloader: str, evaluator: Optional[str],
         dataset['data_root'] = ''
 
 
+def set_data_paths(cfg: Config, annotations: Optional[str], images: Optional[str],
+                   val_annotations: Optional[str] = None,
+                   val_images: Optional[str] = None) -> None:
+    """Point the datasets and evaluators at the given files (None keeps the
+    config's value). Evaluation uses the training data unless the val paths
+    are given."""
+    val_annotations = val_annotations or annotations
+    val_images = val_images or images
+    _set_dataset(cfg, 'train_dataloader', None, annotations, images)
+    _set_dataset(cfg, 'val_dataloader', 'val_evaluator', val_annotations, val_images)
+    if cfg.get('test_dataloader') is not None:
+        _set_dataset(cfg, 'test_dataloader', 'test_evaluator', val_annotations, val_images)
+
+
 def _set_image_size(cfg: Config, image_size: int) -> None:
     """Set the resize and pad size in every pipeline, and the tiny SAM's input."""
     if image_size < 32:
@@ -116,12 +130,7 @@ def _set_image_size(cfg: Config, image_size: int) -> None:
 def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
     """Write the shortcut flags into the config (in place)."""
     translate_sam_model(args)
-    val_annotations = args.val_annotations or args.annotations
-    val_images = args.val_images or args.images
-    _set_dataset(cfg, 'train_dataloader', None, args.annotations, args.images)
-    _set_dataset(cfg, 'val_dataloader', 'val_evaluator', val_annotations, val_images)
-    if cfg.get('test_dataloader') is not None:
-        _set_dataset(cfg, 'test_dataloader', 'test_evaluator', val_annotations, val_images)
+    set_data_paths(cfg, args.annotations, args.images, args.val_annotations, args.val_images)
 
     model_values: dict[str, Any] = {
         'dino.config_file': args.dino_config,
