@@ -147,7 +147,12 @@ def build_grounding_dino(config_file: Optional[str] = None,
 
 def encode_text(network: nn.Module, captions: Sequence[str], device: torch.device) -> TextFeatures:
     """Tokenize captions and run the BERT text encoder with Grounding DINO's
-    phrase-wise attention masks (each phrase attends only to itself)."""
+    phrase-wise attention masks (each phrase attends only to itself).
+
+    BERT runs without autograd when none of its parameters train, but the
+    projection ``feat_map`` after it always records gradients when autograd is
+    on, because it trains even with a frozen text encoder.
+    """
     from groundingdino.models.GroundingDINO.bertwarper import (
         generate_masks_with_special_tokens_and_transfer_map)
 
@@ -162,7 +167,9 @@ def encode_text(network: nn.Module, captions: Sequence[str], device: torch.devic
         encoder_inputs['position_ids'] = position_ids
     else:
         encoder_inputs['attention_mask'] = tokenized['attention_mask']
-    bert_output = network.bert(**encoder_inputs)
+    bert_trains = any(parameter.requires_grad for parameter in network.bert.parameters())
+    with torch.set_grad_enabled(torch.is_grad_enabled() and bert_trains):
+        bert_output = network.bert(**encoder_inputs)
 
     return TextFeatures(
         encoded_text=network.feat_map(bert_output['last_hidden_state']),

@@ -136,7 +136,8 @@ class GroundingSAM(BaseDetector):
         frozen = [self.sam.prompt_encoder]
         if self.freeze_text_encoder:
             frozen.append(self.dino.bert)
-        if not self.finetune_sam:
+        if not (self.finetune_sam and self.return_masks):
+            # Without the mask losses nothing sends a gradient to the encoder.
             frozen.append(self.sam.image_encoder)
         if not self.return_masks:
             frozen.append(self.sam.mask_decoder)
@@ -194,8 +195,7 @@ class GroundingSAM(BaseDetector):
         prompts = [self.prompt_for(tuple(sample.metainfo[PROMPT_TEXTS]), device)
                    for sample in data_samples]
         captions = [caption.text for caption, _ in prompts]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_text_encoder):
-            text_features = encode_text(self.dino, captions, device)
+        text_features = encode_text(self.dino, captions, device)
         return text_features, [positive_map for _, positive_map in prompts]
 
     # ------------------------------------------------------------- networks
@@ -298,9 +298,10 @@ class GroundingSAM(BaseDetector):
             iou_predictions.append(iou_prediction[:, 0])
 
         if not mask_logits:
-            # Keep SAM's decoder in the graph so distributed training finds a
-            # gradient for every trainable parameter.
-            zero = sum(p.sum() for p in self.sam.mask_decoder.parameters()) * 0.0
+            # Keep SAM's decoder and image encoder in the graph so distributed
+            # training finds a gradient for every trainable parameter.
+            zero = (sum(p.sum() for p in self.sam.mask_decoder.parameters())
+                    + image_embeddings.sum()) * 0.0
             return {LOSS_MASK: zero, LOSS_MASK_IOU: zero}
 
         mask_logits = torch.cat(mask_logits)
