@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .checkpoints import load_state_dict_file, report_load, resolve_model_path
+from .deformable_attention import install_deformable_attention
 
 # Official config shipped inside the groundingdino package.
 DEFAULT_DINO_CONFIG = 'GroundingDINO_SwinT_OGC.py'
@@ -119,10 +120,14 @@ def build_grounding_dino(config_file: Optional[str] = None,
             and its tokenizer (see `resolve_model_path`).
         overrides: config values replacing those of the file, for example
             `dict(num_queries=100, enc_layers=1)`.
+
+    The network's deformable attention runs mmcv's CUDA kernel on CUDA
+    tensors (see `install_deformable_attention`).
     """
     from groundingdino.models import build_model
     from groundingdino.util.slconfig import SLConfig
 
+    install_deformable_attention()
     config_path = resolve_dino_config(config_file)
     args = SLConfig.fromfile(str(config_path))
     for key, value in (overrides or {}).items():
