@@ -50,7 +50,7 @@ def init_distributed(cfg: Config) -> None:
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if missing:
         raise ConfigError(f'--launcher pytorch expects the environment variables '
-                          f'{", ".join(missing)}, which torchrun sets; start the run with '
+                          f'{", ".join(missing)}, which torchrun sets. Start the run with '
                           'tools/dist_train.sh CONFIG NUM_PROCESSES.')
     timeout = dist_cfg.get('timeout')
     # Recorded so that the config the Runner dumps names the backend in use.
