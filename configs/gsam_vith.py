@@ -26,6 +26,11 @@ finetune_sam = True   # also train SAM's image encoder (ViT-H: 637M parameters)
 freeze_text_encoder = True
 max_sam_instances_per_image = 16
 
+# Several GPUs (tools/dist_train.sh): GroundingSAM gives every trainable
+# parameter a gradient in every step, so DDP can skip the per-step search for
+# unused ones. Set True if a model change leaves a trainable part without one.
+find_unused_parameters = False
+
 # Official checkpoints: download them and point these at the local files.
 #   groundingdino_swint_ogc.pth from the GroundingDINO v0.1.0-alpha release
 #   sam_vit_h_4b8939.pth from the segment-anything model checkpoints

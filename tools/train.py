@@ -2,6 +2,9 @@
 
     python tools/train.py configs/gsam_vith.py \
         --annotations data/train.json --images data/images --epochs 50
+
+Several GPUs: `tools/dist_train.sh CONFIG GPUS [args]` (torchrun) or
+`tools/slurm_train.sh PARTITION JOB_NAME CONFIG GPUS [args]` (srun).
 """
 import argparse
 import sys
@@ -12,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmengine.runner import Runner  # noqa: E402
 
 import gsam_mm  # noqa: E402,F401  (registers the components, fixes resume on torch >= 2.6)
+from gsam_mm.engine.distributed import (init_distributed,  # noqa: E402
+                                        select_model_wrapper)
 from gsam_mm.engine.runner_setup import (add_common_arguments,  # noqa: E402
                                          add_shortcut_arguments, load_config,
                                          select_optim_wrapper)
@@ -32,7 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = load_config(args)
+    init_distributed(cfg)
     select_optim_wrapper(cfg, args.amp)
+    select_model_wrapper(cfg)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

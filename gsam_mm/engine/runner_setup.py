@@ -168,25 +168,54 @@ def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
         cfg.work_dir = work_dir
 
 
-def select_optim_wrapper(cfg: Config, amp_requested: bool) -> None:
-    """Select AmpOptimWrapper whenever CUDA exists, else OptimWrapper.
+# torch optimizers with a fused CUDA implementation (`fused=True`).
+FUSED_OPTIMIZERS = ('Adam', 'AdamW')
 
-    MMEngine's AMP wrapper rejects the CPU, so there the plain wrapper is
-    used and one log line reports it.
+
+def select_optim_wrapper(cfg: Config, amp_requested: bool) -> None:
+    """Select mixed precision and the fused optimizer whenever CUDA exists (in place).
+
+    With CUDA, ``AmpOptimWrapper`` autocasts to bfloat16 where the GPU
+    computes it natively (compute capability 8.0 and newer, or ROCm).
+    bfloat16 has float32's exponent range, so the loss scale is a constant 1,
+    and the scaler only skips steps with inf or NaN gradients. Older GPUs,
+    which only emulate bfloat16, get float16 with dynamic loss scaling. Adam
+    and AdamW also get ``fused=True``, one CUDA kernel for all parameters.
+    Values the config sets itself are kept.
+
+    MMEngine's AMP wrapper rejects the CPU, so there the plain wrapper and the
+    optimizer's default implementation are used, and one log line reports it.
     """
     if torch.cuda.is_available():
-        if cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-        print_log('CUDA found: training with mixed precision (AmpOptimWrapper)',
-                  logger='current')
+        _select_cuda_optim_wrapper(cfg)
         return
     if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
         cfg.optim_wrapper.type = 'OptimWrapper'
         cfg.optim_wrapper.pop('loss_scale', None)
+        cfg.optim_wrapper.pop('dtype', None)
     reason = ' (--amp ignored)' if amp_requested else ''
     print_log(f'No CUDA device: training in float32 with OptimWrapper{reason}',
               logger='current')
+
+
+def _select_cuda_optim_wrapper(cfg: Config) -> None:
+    optim_wrapper = cfg.optim_wrapper
+    if optim_wrapper.get('type') != 'AmpOptimWrapper':
+        optim_wrapper.type = 'AmpOptimWrapper'
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        optim_wrapper.setdefault('dtype', 'bfloat16')
+        optim_wrapper.setdefault('loss_scale', 1.0)
+    else:
+        optim_wrapper.setdefault('dtype', 'float16')
+        optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    optimizer = optim_wrapper.optimizer
+    if optimizer.get('type') in FUSED_OPTIMIZERS:
+        optimizer.setdefault('fused', True)
+    fused = ', fused' if optimizer.get('fused') else ''
+    print_log(f'CUDA found: training with {optim_wrapper.dtype} autocast '
+              f'(AmpOptimWrapper, loss_scale={optim_wrapper.loss_scale}) and '
+              f'{optimizer.get("type")}{fused}', logger='current')
 
 
 def default_work_dir(config_path: str) -> str:

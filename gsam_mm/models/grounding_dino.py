@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .checkpoints import load_state_dict_file, report_load, resolve_model_path
+from .deformable_attention import install_deformable_attention
 
 # Official config shipped inside the groundingdino package.
 DEFAULT_DINO_CONFIG = 'GroundingDINO_SwinT_OGC.py'
@@ -172,10 +173,14 @@ def build_grounding_dino(config_file: Optional[str] = None,
             and its tokenizer (see `resolve_model_path`).
         overrides: config values replacing those of the file, for example
             `dict(num_queries=100, enc_layers=1)`.
+
+    The network's deformable attention runs mmcv's CUDA kernel on CUDA
+    tensors (see `install_deformable_attention`).
     """
     from groundingdino.models import build_model
     from groundingdino.util.slconfig import SLConfig
 
+    install_deformable_attention()
     config_path = resolve_dino_config(config_file)
     args = SLConfig.fromfile(str(config_path))
     for key, value in (overrides or {}).items():
@@ -209,7 +214,8 @@ def run_text_encoder(network: nn.Module, captions: Sequence[str],
     phrase-wise attention masks (each phrase attends only to itself).
 
     The returned `encoded_text` is BERT's last hidden state (B, T, C_bert),
-    before the trainable projection of `project_text`.
+    before the trainable projection of `project_text`. BERT runs without
+    autograd when none of its parameters train.
     """
     from groundingdino.models.GroundingDINO.bertwarper import (
         generate_masks_with_special_tokens_and_transfer_map)
@@ -225,7 +231,9 @@ def run_text_encoder(network: nn.Module, captions: Sequence[str],
         encoder_inputs['position_ids'] = position_ids
     else:
         encoder_inputs['attention_mask'] = tokenized['attention_mask']
-    bert_output = network.bert(**encoder_inputs)
+    bert_trains = any(parameter.requires_grad for parameter in network.bert.parameters())
+    with torch.set_grad_enabled(torch.is_grad_enabled() and bert_trains):
+        bert_output = network.bert(**encoder_inputs)
 
     return TextFeatures(
         encoded_text=bert_output['last_hidden_state'],

@@ -164,7 +164,8 @@ class GroundingSAM(BaseDetector):
         frozen = [self.sam.prompt_encoder]
         if self.freeze_text_encoder:
             frozen.append(self.dino.bert)
-        if not self.finetune_sam:
+        if not (self.finetune_sam and self.return_masks):
+            # Without the mask losses nothing sends a gradient to the encoder.
             frozen.append(self.sam.image_encoder)
         if not self.return_masks:
             frozen.append(self.sam.mask_decoder)
@@ -405,9 +406,10 @@ class GroundingSAM(BaseDetector):
             iou_predictions.append(iou_prediction[:, 0])
 
         if not mask_logits:
-            # Keep SAM's decoder in the graph so distributed training finds a
-            # gradient for every trainable parameter.
-            zero = sum(p.sum() for p in self.sam.mask_decoder.parameters()) * 0.0
+            # Keep SAM's decoder and image encoder in the graph so distributed
+            # training finds a gradient for every trainable parameter.
+            zero = (sum(p.sum() for p in self.sam.mask_decoder.parameters())
+                    + image_embeddings.sum()) * 0.0
             return {LOSS_MASK: zero, LOSS_MASK_IOU: zero}
 
         mask_logits = torch.cat(mask_logits)

@@ -319,3 +319,33 @@ def test_resume_fails_with_mmengine_loader(tmp_path, build_runner, monkeypatch):
     resumed = build_runner(tmp_path, checkpoint_hook_cfg(), max_epochs=2, resume=True)
     with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
         resumed.train()
+
+
+def test_ranks_resuming_apart_stop(tmp_path, build_runner, monkeypatch):
+    """A second machine that cannot read rank 0's checkpoints starts at epoch 0."""
+    build_runner(tmp_path, checkpoint_hook_cfg(), max_epochs=1).train()
+    hook_module = 'gsam_mm.engine.hooks.epoch_checkpoint_hook'
+    monkeypatch.setattr(f'{hook_module}.get_world_size', lambda: 2)
+    monkeypatch.setattr(f'{hook_module}.all_gather_object',
+                        lambda position: [position, (0, 0)])
+
+    resumed = build_runner(tmp_path, checkpoint_hook_cfg(), max_epochs=2, resume=True)
+    with pytest.raises(ConfigError) as error:
+        resumed.train()
+
+    message = str(error.value)
+    assert f'rank 0: epoch 1, iteration {ITERS_PER_EPOCH}' in message
+    assert 'rank 1: epoch 0, iteration 0' in message
+    assert 'shared file system' in message
+
+
+def test_ranks_resuming_together_train(tmp_path, build_runner, monkeypatch):
+    build_runner(tmp_path, checkpoint_hook_cfg(), max_epochs=1).train()
+    hook_module = 'gsam_mm.engine.hooks.epoch_checkpoint_hook'
+    monkeypatch.setattr(f'{hook_module}.get_world_size', lambda: 2)
+    monkeypatch.setattr(f'{hook_module}.all_gather_object', lambda position: [position] * 2)
+
+    resumed = build_runner(tmp_path, checkpoint_hook_cfg(), max_epochs=2, resume=True)
+    resumed.train()
+
+    assert (tmp_path / 'epoch_2.pth').is_file()

@@ -102,6 +102,7 @@ def test_cpu_uses_plain_optimizer_wrapper(monkeypatch):
 
 def test_cuda_switches_to_amp(monkeypatch):
     monkeypatch.setattr('torch.cuda.is_available', lambda: True)
+    monkeypatch.setattr('torch.cuda.is_bf16_supported', lambda including_emulation=True: False)
     cfg = config_for()
     select_optim_wrapper(cfg, amp_requested=False)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'

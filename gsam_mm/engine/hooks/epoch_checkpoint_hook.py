@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from mmdet.registry import HOOKS as MMDET_HOOKS
-from mmengine.dist import is_main_process
+from mmengine.dist import all_gather_object, get_world_size, is_main_process
 from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.model import is_model_wrapper
@@ -193,6 +193,9 @@ class EpochCheckpointHook(CheckpointHook):
       each left-out key with the model's current value. The state dict is
       complete again, so MMEngine reports no missing keys. The pretrained
       files must therefore still exist and be the ones used for training.
+    * With several processes only rank 0 writes, renames and removes files.
+      Training stops with an error when the processes start at different
+      epochs, as after a resume on machines that do not share the work dir.
     * Only local folders are supported, because the atomic rename needs a
       file system; ``published_keys``, ``backend_args`` and iteration-based
       saving are not available.
@@ -288,6 +291,7 @@ class EpochCheckpointHook(CheckpointHook):
     def before_train(self, runner) -> None:
         """Resolve the checkpoint folder and restore the kept and best checkpoints
         recorded in the message hub (filled by a resume)."""
+        self._check_ranks_start_together(runner)
         self._resolve_out_dir(runner)
         if is_main_process():
             self._remove_partial_files(runner)
@@ -298,6 +302,26 @@ class EpochCheckpointHook(CheckpointHook):
         if self.max_keep_ckpts > 0:
             self._restore_kept_checkpoints(runner)
         self._checkpoint_dir_ready = True
+
+    @staticmethod
+    def _check_ranks_start_together(runner) -> None:
+        """Raise unless every process starts at the same epoch and iteration.
+
+        Only rank 0 writes checkpoints. A process on another machine that
+        cannot read them starts from epoch 0 while rank 0 resumes, and then
+        the ranks run different numbers of steps, whose collective calls
+        no longer match.
+        """
+        if get_world_size() == 1:
+            return
+        positions = all_gather_object((runner.epoch, runner.iter))
+        if len(set(positions)) > 1:
+            by_rank = ', '.join(f'rank {rank}: epoch {epoch}, iteration {iteration}'
+                                for rank, (epoch, iteration) in enumerate(positions))
+            raise ConfigError(f'The processes start training at different points ({by_rank}). '
+                              'Only rank 0 writes checkpoints, so every machine must read '
+                              f'the work dir {runner.work_dir} from a shared file system '
+                              'to resume.')
 
     def _resolve_out_dir(self, runner) -> None:
         if self.out_dir is None:
