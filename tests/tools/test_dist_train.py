@@ -58,7 +58,9 @@ def write_inputs(demo_data: Path, folder: Path) -> tuple[Path, Path]:
 def dist_train(config_file: Path, annotation_file: Path, demo_data: Path, work_dir: Path,
                epochs: int, *flags: str) -> str:
     """Run tools/dist_train.sh with WORLD_SIZE processes on 127.0.0.1; return its output."""
-    python_path = [str(REPO_ROOT)] + [os.environ['PYTHONPATH']] * ('PYTHONPATH' in os.environ)
+    python_path = [str(REPO_ROOT)]
+    if os.environ.get('PYTHONPATH'):
+        python_path.append(os.environ['PYTHONPATH'])
     env = dict(os.environ, PYTHON=sys.executable, MASTER_ADDR='127.0.0.1',
                PORT=str(free_local_port()), PYTHONPATH=os.pathsep.join(python_path),
                HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', OMP_NUM_THREADS='1')
