@@ -34,3 +34,13 @@ MASK_PATH = 'mask_path'
 # `bbox_label` of an ignore region whose category is a placeholder and so
 # has no label. Such instances always have `ignore_flag=1`.
 IGNORE_LABEL = -1
+
+# Box prompts SAM trains on (`GroundingSAM(sam_prompts=...)`): jittered
+# ground-truth boxes, the detector's Hungarian-matched boxes, or both.
+SAM_PROMPT_MODES = ('gt', 'pred', 'mixed')
+
+# Data-sample field holding SAM's masks for the ground-truth boxes of an
+# evaluated image (`GroundingSAM(evaluate_gt_boxes=True)`): an InstanceData
+# with `bboxes`, `labels`, `scores` (SAM's predicted IoU), `masks` and
+# `mask_ious` (IoU with the ground-truth mask of the same instance).
+GT_BOX_PRED_INSTANCES = 'gt_box_pred_instances'

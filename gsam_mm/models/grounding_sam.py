@@ -22,7 +22,9 @@ from ..prompt import Caption, build_caption, build_positive_map
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
 from .grounding_dino import (GroundingDinoOutputs, TextFeatures, build_grounding_dino,
                              encode_text, run_grounding_dino)
-from .sam import build_sam, decode_box_prompts, jitter_boxes, sam_input_size
+from .sam import build_sam, decode_box_prompts, sam_input_size
+from .sam_prompts import (MatchedBoxes, check_sam_prompt_mode, matched_boxes_per_image,
+                          select_box_prompts)
 
 
 
@@ -80,6 +82,9 @@ class GroundingSAM(BaseDetector):
         box_jitter: standard deviation of the noise added to the ground-truth
             box prompts, as a fraction of the box side.
         box_jitter_max: cap on that standard deviation, in input pixels.
+        sam_prompts: the boxes SAM trains on: `gt` (jittered ground-truth
+            boxes), `pred` (the detector's last-layer boxes matched to each
+            instance, detached) or `mixed` (both). See `sam_prompts.py`.
         max_per_image: detections kept per image at prediction.
         mask_threshold: logit above which a predicted mask pixel is set.
         init_cfg: MMEngine initialisation config.
@@ -100,6 +105,7 @@ class GroundingSAM(BaseDetector):
                  max_sam_instances_per_image: int = 16,
                  box_jitter: float = 0.1,
                  box_jitter_max: float = 20.0,
+                 sam_prompts: str = 'gt',
                  max_per_image: int = 100,
                  mask_threshold: float = 0.0,
                  init_cfg: Optional[dict] = None) -> None:
@@ -124,6 +130,8 @@ class GroundingSAM(BaseDetector):
         self.max_sam_instances_per_image = max_sam_instances_per_image
         self.box_jitter = box_jitter
         self.box_jitter_max = box_jitter_max
+        check_sam_prompt_mode(sam_prompts)
+        self.sam_prompts = sam_prompts
         self.max_per_image = max_per_image
         self.mask_threshold = mask_threshold
 
@@ -256,8 +264,20 @@ class GroundingSAM(BaseDetector):
         losses = self.detection_loss(outputs, gt_instances, img_metas)
 
         if self.return_masks:
-            losses.update(self._mask_losses(inputs, data_samples))
+            matched_boxes = self._matched_boxes(outputs, data_samples)
+            losses.update(self._mask_losses(inputs, data_samples, matched_boxes))
         return losses
+
+    def _matched_boxes(self, outputs: GroundingDinoOutputs,
+                       data_samples: SampleList) -> Optional[list[MatchedBoxes]]:
+        """Return the last decoder layer's box matched to each ground-truth
+        instance, or None when SAM trains on ground-truth boxes only."""
+        if self.sam_prompts == 'gt':
+            return None
+        return matched_boxes_per_image(
+            outputs.layer_boxes[-1], self.detection_loss.last_layer_matches,
+            [len(sample.gt_instances) for sample in data_samples],
+            [content_shape(sample.metainfo) for sample in data_samples])
 
     def _select_instances(self, num_instances: int, device: torch.device) -> Tensor:
         """Return the indices of the instances SAM decodes for one image."""
@@ -271,9 +291,10 @@ class GroundingSAM(BaseDetector):
                       'counted, not logged.', logger='current', level=30)
         return torch.randperm(num_instances, device=device)[:self.max_sam_instances_per_image]
 
-    def _mask_losses(self, inputs: Tensor, data_samples: SampleList) -> dict[str, Tensor]:
-        """Prompt SAM with jittered ground-truth boxes and compare its masks
-        with the ground-truth masks on the unpadded pixels only."""
+    def _mask_losses(self, inputs: Tensor, data_samples: SampleList,
+                     matched_boxes: Optional[list[MatchedBoxes]] = None) -> dict[str, Tensor]:
+        """Prompt SAM with the boxes `sam_prompts` selects and compare its
+        masks with the ground-truth masks on the unpadded pixels only."""
         image_embeddings = self._embed_images(inputs)
         scale = self._sam_scale(inputs)
         input_shape = tuple(inputs.shape[-2:])
@@ -284,17 +305,23 @@ class GroundingSAM(BaseDetector):
             keep = self._select_instances(len(instances), inputs.device)
             if keep.numel() == 0:
                 continue
-            boxes = gt_box_tensor(instances)[keep]
-            prompts = jitter_boxes(boxes.float(), self.box_jitter, self.box_jitter_max) * scale
+            matched = None
+            if matched_boxes is not None:
+                matched = MatchedBoxes(boxes=matched_boxes[index].boxes[keep],
+                                       matched=matched_boxes[index].matched[keep])
+            prompts, prompt_instances = select_box_prompts(
+                self.sam_prompts, gt_box_tensor(instances)[keep].float(), matched,
+                self.box_jitter, self.box_jitter_max)
             low_res_logits, iou_prediction = decode_box_prompts(
-                self.sam, image_embeddings[index:index + 1], prompts)
+                self.sam, image_embeddings[index:index + 1], prompts * scale)
 
             mask_logits.append(self._masks_at_input_size(low_res_logits, input_shape))
-            gt_masks.append(instances.masks.to_tensor(torch.float32, inputs.device)[keep])
+            instance_masks = instances.masks.to_tensor(torch.float32, inputs.device)[keep]
+            gt_masks.append(instance_masks[prompt_instances])
             valid = torch.zeros(input_shape, dtype=torch.bool, device=inputs.device)
             content_height, content_width = content_shape(sample.metainfo)
             valid[:content_height, :content_width] = True
-            valid_masks.append(valid.expand(len(keep), -1, -1))
+            valid_masks.append(valid.expand(len(prompt_instances), -1, -1))
             iou_predictions.append(iou_prediction[:, 0])
 
         if not mask_logits:
