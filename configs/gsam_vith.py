@@ -25,6 +25,13 @@ return_masks = True   # train SAM's mask decoder on the ground-truth masks
 finetune_sam = True   # also train SAM's image encoder (ViT-H: 637M parameters)
 freeze_text_encoder = True
 max_sam_instances_per_image = 16
+# Boxes SAM trains on: 'gt' (jittered ground truth), 'pred' (the detector's
+# matched boxes) or 'mixed' (both).
+sam_prompts = 'gt'
+# Evaluation also prompts SAM with the ground-truth boxes and reports
+# coco/gt_box_segm_mAP and coco/gt_box_mask_iou: mask quality when detection
+# is perfect. It costs one more SAM decoder pass per image.
+evaluate_gt_boxes = True
 
 # Official checkpoints: download them and point these at the local files.
 #   groundingdino_swint_ogc.pth from the GroundingDINO v0.1.0-alpha release
@@ -55,6 +62,8 @@ model = dict(
     finetune_sam=finetune_sam,
     freeze_text_encoder=freeze_text_encoder,
     max_sam_instances_per_image=max_sam_instances_per_image,
+    sam_prompts=sam_prompts,
+    evaluate_gt_boxes=evaluate_gt_boxes,
     max_per_image=100)
 
 meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')

@@ -17,7 +17,8 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..fields import LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
+from ..evaluation.gt_box_segm import mask_ious
+from ..fields import GT_BOX_PRED_INSTANCES, LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
 from ..prompt import Caption, build_caption, build_positive_map
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
 from .grounding_dino import (GroundingDinoOutputs, TextFeatures, build_grounding_dino,
@@ -87,6 +88,10 @@ class GroundingSAM(BaseDetector):
             instance, detached) or `mixed` (both). See `sam_prompts.py`.
         max_per_image: detections kept per image at prediction.
         mask_threshold: logit above which a predicted mask pixel is set.
+        evaluate_gt_boxes: at prediction, also prompt SAM with each image's
+            ground-truth boxes (when the data sample has them) and store the
+            masks as `gt_box_pred_instances`, which `CocoWithMasksMetric`
+            turns into mask metrics that detection errors cannot lower.
         init_cfg: MMEngine initialisation config.
     """
 
@@ -108,6 +113,7 @@ class GroundingSAM(BaseDetector):
                  sam_prompts: str = 'gt',
                  max_per_image: int = 100,
                  mask_threshold: float = 0.0,
+                 evaluate_gt_boxes: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if max_sam_instances_per_image < 1:
@@ -134,6 +140,8 @@ class GroundingSAM(BaseDetector):
         self.sam_prompts = sam_prompts
         self.max_per_image = max_per_image
         self.mask_threshold = mask_threshold
+        self.evaluate_gt_boxes = evaluate_gt_boxes
+        self._gt_box_samples_skipped = 0
 
         self._prompt_cache: dict[tuple[str, ...], tuple[Caption, Tensor]] = {}
         self._capped_images = 0
@@ -368,7 +376,53 @@ class GroundingSAM(BaseDetector):
             masks = self._masks_at_input_size(low_res_logits, tuple(inputs.shape[-2:]))
             sample.pred_instances = self._to_image_space(scores, labels, boxes, masks,
                                                          sample.metainfo, rescale)
+
+        if self.evaluate_gt_boxes and rescale:
+            self._segment_gt_boxes(image_embeddings, tuple(inputs.shape[-2:]), data_samples)
         return data_samples
+
+    def _segment_gt_boxes(self, image_embeddings: Tensor, input_shape: tuple[int, int],
+                          data_samples: SampleList) -> None:
+        """Prompt SAM with the ground-truth boxes of each sample and store the
+        masks, with their IoU against the ground-truth masks, as
+        `gt_box_pred_instances` in original image pixels.
+
+        Ground truth must be in original pixels, as it is when the test
+        pipeline loads annotations after `Resize`; other samples are skipped
+        and counted in one warning.
+        """
+        scale = sam_input_size(self.sam) / max(input_shape)
+        for index, sample in enumerate(data_samples):
+            instances = sample.get('gt_instances')
+            original_height, original_width = sample.metainfo['ori_shape'][:2]
+            if (instances is None or 'masks' not in instances
+                    or instances.masks.height != original_height
+                    or instances.masks.width != original_width):
+                self._warn_gt_boxes_skipped()
+                continue
+            if len(instances) == 0:
+                continue
+
+            scale_x, scale_y = sample.metainfo['scale_factor']
+            gt_boxes = gt_box_tensor(instances).float().to(image_embeddings.device)
+            input_boxes = gt_boxes * gt_boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+            low_res_logits, iou_predictions = decode_box_prompts(
+                self.sam, image_embeddings[index:index + 1], input_boxes * scale)
+            masks = self._masks_at_input_size(low_res_logits, input_shape)
+            segmented = self._to_image_space(iou_predictions[:, 0], instances.labels,
+                                             input_boxes, masks, sample.metainfo, rescale=True)
+
+            gt_masks = instances.masks.to_tensor(torch.bool, segmented.masks.device)
+            segmented.mask_ious = mask_ious(segmented.masks, gt_masks)
+            sample.set_field(segmented, GT_BOX_PRED_INSTANCES)
+
+    def _warn_gt_boxes_skipped(self) -> None:
+        self._gt_box_samples_skipped += 1
+        if self._gt_box_samples_skipped == 1:
+            print_log('evaluate_gt_boxes: a data sample has no ground-truth masks in original '
+                      'image pixels (load annotations after Resize in the test pipeline), so '
+                      'SAM is not prompted with its boxes. Further such samples are counted, '
+                      'not logged.', logger='current', level=30)
 
     def _score_boxes(self, logits: Tensor, boxes: Tensor, positive_map: Tensor,
                      img_meta: dict) -> tuple[Tensor, Tensor, Tensor]:
