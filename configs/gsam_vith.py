@@ -159,7 +159,11 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+# No fixed `name`: the Runner then names the visualizer after the run. MMEngine
+# returns an existing visualizer of the same name, so with a fixed name a second
+# Runner in one process (a notebook, the tests) would write its scalars and
+# images into the first run's folder.
+visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends)
 log_processor = dict(type="LogProcessor", window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None
