@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use('Agg')  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,6 +104,7 @@ def plot_losses(train_records: list[dict], out_file: Path) -> None:
             axis.plot(x, y, label=key, linewidth=1.5 if key == name else 1.0)
         axis.set_title(name)
         axis.set_xlabel('epoch')
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         if min(_series(train_records, name, positions)[1], default=0) > 0:
             axis.set_yscale('log')
         if len(variants) > 1:
@@ -124,6 +126,7 @@ def plot_learning_rate(train_records: list[dict], out_file: Path) -> None:
         if y:
             axis.plot(x, y, label=key, linestyle='-' if key == 'lr' else '--')
     axis.set_xlabel('epoch')
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel('learning rate')
     axis.set_yscale('log')
     axis.legend()
@@ -155,6 +158,7 @@ def plot_val_metrics(val_records: list[dict], out_file: Path) -> None:
                       linestyle='--' if key.endswith('_75') else '-')
         axis.set_title(title)
         axis.set_xlabel('epoch')
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_ylim(0, 1)
         if panel_keys:
             axis.legend(fontsize='small')
