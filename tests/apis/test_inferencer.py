@@ -70,7 +70,7 @@ def test_gray_array_rejected(inferencer):
 
 
 def test_list_input_in_batches(inferencer, demo_data):
-    paths = [str(path) for path in sorted((demo_data / 'JPEGImages').glob('*.jpg'))]
+    paths = [str(path) for path in sorted((demo_data / 'JPEGImages').glob('*.jpg'))][:2]
     results = inferencer(paths, texts='person', batch_size=2)
     one_by_one = [inferencer(path, texts='person') for path in paths]
 

@@ -48,10 +48,10 @@ class PredictionOverlayHook(DetVisualizationHook):
 
     def __init__(self, val_images: int = 3, test_out_dir: Optional[str] = None,
                  **kwargs) -> None:
-        super().__init__(test_out_dir=None, **kwargs)
         if val_images < 0:
             raise ConfigError(f'PredictionOverlayHook: val_images must be 0 or more, got '
                               f'{val_images}')
+        super().__init__(test_out_dir=None, **kwargs)
         self.val_images = val_images
         self.overlay_dir = test_out_dir
         self._resolved_dir: Optional[str] = None
