@@ -51,3 +51,21 @@ def test_infer_results_equal_test_tool(demo_data, tmp_path):
     assert info['category_id'] == 'the COCO category id of the training dataset'
     assert info['categories'][0] == {'id': 1, 'name': 'aeroplane', 'prompt_text': 'aeroplane'}
     assert sorted(image['id'] for image in info['images']) == [0, 1, 2]
+
+
+def test_zero_shot_free_text(demo_data, tmp_path):
+    # "none": the weights the config names, which for the demo config are random.
+    out_dir = tmp_path / 'infer'
+    infer.main([DEMO_CONFIG, 'none', str(demo_data / 'JPEGImages' / '2011_000025.jpg'),
+                '--texts', 'bus . car', '--score-thr', '0', '--no-overlays',
+                '--out-dir', str(out_dir)])
+
+    records = json.loads((out_dir / 'results.json').read_text())
+    info = json.loads((out_dir / 'run_info.json').read_text())
+    assert len(records) == 50
+    assert {record['category_id'] for record in records} <= {1, 2}
+    assert {record['image_id'] for record in records} == {1}
+    assert info['categories'] == [{'id': 1, 'name': 'bus', 'prompt_text': 'bus'},
+                                  {'id': 2, 'name': 'car', 'prompt_text': 'car'}]
+    assert 'position of the phrase' in info['category_id']
+    assert not (out_dir / 'overlays').exists()
