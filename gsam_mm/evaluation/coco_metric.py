@@ -92,7 +92,7 @@ class CocoWithMasksMetric(CocoMetric):
 
         predictions = [result for _, result in results]
         if any(GT_BOX_RESULT in result for result in predictions):
-            class_names = self.dataset_meta['classes'] if self.classwise else None
+            class_names = self._category_names() if self.classwise else None
             metrics.update(evaluate_gt_box_masks(
                 self._coco_api, predictions, cat_ids=self.cat_ids, img_ids=self.img_ids,
                 max_dets=self.proposal_nums, iou_thrs=self.iou_thrs,
@@ -108,7 +108,7 @@ class CocoWithMasksMetric(CocoMetric):
             metrics = super().compute_metrics(results)
         finally:
             self.metrics = all_metrics
-        per_category_keys = {f'{name}_precision' for name in self.dataset_meta['classes']}
+        per_category_keys = {f'{name}_precision' for name in self._category_names()}
         return {f'{metric}_{key}' if key in per_category_keys else key: value
                 for key, value in metrics.items()}
 
@@ -130,6 +130,11 @@ class CocoWithMasksMetric(CocoMetric):
             print_log(f'{num_left_out} images of {self.gt_ann_file} have no results and are '
                       'left out of the evaluation', logger='current', level=logging.WARNING)
         return evaluated
+
+    def _category_names(self) -> list[str]:
+        """Return the evaluated category names, in label order, as mmdet's
+        per-category keys spell them."""
+        return [self._coco_api.cats[category_id]['name'] for category_id in self.cat_ids]
 
     def _build_ground_truth(self) -> None:
         """Load the ground truth once, with the labels of the dataset metainfo."""

@@ -121,3 +121,13 @@ def test_model_skips_gt_boxes_by_default():
         results = model.predict(torch.randn(1, 3, 128, 128), [original_pixel_sample()])
 
     assert GT_BOX_PRED_INSTANCES not in results[0]
+
+
+def test_classwise_keys_without_dataset_meta(tmp_path):
+    metric, dataset, samples = metric_inputs(tmp_path)
+    metric.process({}, samples)
+
+    scores = metric.evaluate(len(samples))
+
+    assert scores['coco/bbox_nucleus_precision'] == 1.0
+    assert scores['coco/segm_nucleus_precision'] == 1.0
