@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import gsam_mm  # noqa: E402,F401  (registers the components)
@@ -47,8 +48,9 @@ def main(argv=None) -> dict:
         visualization.test_out_dir = args.show_dir
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    class_names = runner.test_dataloader.dataset.metainfo['classes']
-    print(format_metrics_table(metrics, class_names), flush=True)
+    if is_main_process():
+        class_names = runner.test_dataloader.dataset.metainfo['classes']
+        print(format_metrics_table(metrics, class_names), flush=True)
     return metrics
 
 
