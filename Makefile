@@ -20,6 +20,7 @@ demo: data
 	$(PYTHON) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK_DIR)
 	$(PYTHON) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_WORK_DIR)/last_checkpoint)" \
 		--work-dir $(DEMO_WORK_DIR) --show-dir overlays
+	$(PYTHON) tools/plot_logs.py $(DEMO_WORK_DIR)
 
 test: data
 	$(PYTHON) -m pytest tests -q

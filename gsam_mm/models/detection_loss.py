@@ -5,6 +5,8 @@ every decoder layer and to the encoder's two-stage proposals.
 Shape letters: B images, Q queries, N ground-truth instances, T text tokens
 (the encoder limit, `max_text_len`).
 """
+from typing import Optional
+
 import torch
 from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
@@ -26,6 +28,11 @@ class GroundingDetectionLoss(nn.Module):
         loss_bbox: config of the L1 loss on normalized cxcywh boxes.
         loss_iou: config of the GIoU loss on pixel xyxy boxes.
         max_text_len: the text encoder's token limit T.
+
+    Attributes:
+        last_layer_matches: after each call, the last decoder layer's
+            Hungarian matches, per image a pair (query indices, ground-truth
+            indices); `GroundingSAM` prompts SAM with those boxes.
     """
 
     def __init__(self, *, assigner: dict, loss_cls: dict, loss_bbox: dict,
@@ -36,6 +43,7 @@ class GroundingDetectionLoss(nn.Module):
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
         self.max_text_len = max_text_len
+        self.last_layer_matches: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, outputs: GroundingDinoOutputs, gt_instances: list[InstanceData],
                 img_metas: list[dict]) -> dict[str, Tensor]:
@@ -49,11 +57,14 @@ class GroundingDetectionLoss(nn.Module):
         token_mask = self._pad_token_mask(outputs.text_token_mask)
         num_layers = outputs.layer_logits.shape[0]
         losses = {}
+        self.last_layer_matches = []
         for layer_index in range(num_layers):
-            prefix = '' if layer_index == num_layers - 1 else f'd{layer_index}.'
+            is_last = layer_index == num_layers - 1
+            prefix = '' if is_last else f'd{layer_index}.'
             layer_losses = self.loss_single(outputs.layer_logits[layer_index],
                                             outputs.layer_boxes[layer_index],
-                                            token_mask, gt_instances, img_metas)
+                                            token_mask, gt_instances, img_metas,
+                                            self.last_layer_matches if is_last else None)
             losses.update({prefix + name: value for name, value in layer_losses.items()})
 
         if outputs.encoder_logits is not None:
@@ -72,7 +83,8 @@ class GroundingDetectionLoss(nn.Module):
 
     def loss_single(self, logits: Tensor, boxes: Tensor, token_mask: Tensor,
                     gt_instances: list[InstanceData],
-                    img_metas: list[dict]) -> dict[str, Tensor]:
+                    img_metas: list[dict],
+                    matches: Optional[list[tuple[Tensor, Tensor]]] = None) -> dict[str, Tensor]:
         """Match and compute the losses of one set of predictions.
 
         Args:
@@ -80,6 +92,8 @@ class GroundingDetectionLoss(nn.Module):
             boxes: (B, Q, 4) sigmoid cxcywh boxes, relative to each image's
                 unpadded size.
             token_mask: (B, T), True on real tokens.
+            matches: when given, each image's (query indices, ground-truth
+                indices) are appended to it.
         """
         token_targets = torch.zeros_like(logits)
         box_targets = torch.zeros_like(boxes)
@@ -87,6 +101,8 @@ class GroundingDetectionLoss(nn.Module):
         for image_index, (instances, img_meta) in enumerate(zip(gt_instances, img_metas)):
             query_indices, gt_indices = self.match(logits[image_index], boxes[image_index],
                                                    token_mask[image_index], instances, img_meta)
+            if matches is not None:
+                matches.append((query_indices, gt_indices))
             token_targets[image_index, query_indices] = \
                 instances.positive_maps[gt_indices].to(logits.dtype)
             box_targets[image_index, query_indices] = bbox_xyxy_to_cxcywh(

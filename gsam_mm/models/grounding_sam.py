@@ -19,14 +19,16 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..fields import LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
+from ..evaluation.gt_box_segm import mask_ious
+from ..fields import GT_BOX_PRED_INSTANCES, LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
 from ..prompt import PromptChunk, describe_chunks, split_prompt
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
 from .grounding_dino import (GroundingDinoOutputs, ImageFeatures, TextFeatures,
                              build_grounding_dino, extract_image_features, project_text,
                              run_grounding_dino, run_text_encoder)
-from .sam import build_sam, decode_box_prompts, jitter_boxes, sam_input_size
-
+from .sam import build_sam, decode_box_prompts, sam_input_size
+from .sam_prompts import (MatchedBoxes, check_sam_prompt_mode, matched_boxes_per_image,
+                          select_box_prompts)
 
 
 def content_shape(img_meta: dict) -> tuple[int, int]:
@@ -101,8 +103,15 @@ class GroundingSAM(BaseDetector):
         box_jitter: standard deviation of the noise added to the ground-truth
             box prompts, as a fraction of the box side.
         box_jitter_max: cap on that standard deviation, in input pixels.
+        sam_prompts: the boxes SAM trains on: `gt` (jittered ground-truth
+            boxes), `pred` (the detector's last-layer boxes matched to each
+            instance, detached) or `mixed` (both). See `sam_prompts.py`.
         max_per_image: detections kept per image at prediction.
         mask_threshold: logit above which a predicted mask pixel is set.
+        evaluate_gt_boxes: at prediction, also prompt SAM with each image's
+            ground-truth boxes (when the data sample has them) and store the
+            masks as `gt_box_pred_instances`, which `CocoWithMasksMetric`
+            turns into mask metrics that detection errors cannot lower.
         init_cfg: MMEngine initialisation config.
     """
 
@@ -122,8 +131,10 @@ class GroundingSAM(BaseDetector):
                  max_sam_instances_per_image: int = 16,
                  box_jitter: float = 0.1,
                  box_jitter_max: float = 20.0,
+                 sam_prompts: str = 'gt',
                  max_per_image: int = 100,
                  mask_threshold: float = 0.0,
+                 evaluate_gt_boxes: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if max_sam_instances_per_image < 1:
@@ -147,8 +158,12 @@ class GroundingSAM(BaseDetector):
         self.max_sam_instances_per_image = max_sam_instances_per_image
         self.box_jitter = box_jitter
         self.box_jitter_max = box_jitter_max
+        check_sam_prompt_mode(sam_prompts)
+        self.sam_prompts = sam_prompts
         self.max_per_image = max_per_image
         self.mask_threshold = mask_threshold
+        self.evaluate_gt_boxes = evaluate_gt_boxes
+        self._gt_box_samples_skipped = 0
 
         self._prompts: dict[tuple[str, ...], list[PromptChunk]] = {}
         # BERT hidden states of every chunk of a prompt, kept while the text
@@ -340,7 +355,7 @@ class GroundingSAM(BaseDetector):
     # ------------------------------------------------------------------ loss
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict[str, Tensor]:
         """Compute detection losses on every decoder layer and the proposals,
-        and SAM's mask losses on ground-truth box prompts."""
+        and SAM's mask losses on the box prompts `sam_prompts` selects."""
         passes = self._training_passes(data_samples)
 
         outputs = self._find_boxes(self._image_features(inputs, data_samples), passes)
@@ -352,7 +367,8 @@ class GroundingSAM(BaseDetector):
         losses = self.detection_loss(outputs, gt_instances, img_metas)
 
         if self.return_masks:
-            losses.update(self._mask_losses(inputs, data_samples))
+            matched_boxes = self._matched_boxes(outputs, data_samples, passes, gt_instances)
+            losses.update(self._mask_losses(inputs, data_samples, matched_boxes))
         return losses
 
     def _pass_targets(self, sample, text_pass: TextPass) -> InstanceData:
@@ -367,6 +383,39 @@ class GroundingSAM(BaseDetector):
         return InstanceData(bboxes=gt_box_tensor(instances)[keep], labels=local_labels,
                             positive_maps=positive_map[local_labels])
 
+    def _matched_boxes(self, outputs: GroundingDinoOutputs, data_samples: SampleList,
+                       passes: list[TextPass],
+                       targets: list[InstanceData]) -> Optional[list[MatchedBoxes]]:
+        """Return the last decoder layer's box matched to each ground-truth
+        instance, or None when SAM trains on ground-truth boxes only.
+
+        Each instance belongs to exactly one caption chunk, so the matches of
+        an image's passes fill disjoint rows of its `MatchedBoxes`.
+        """
+        if self.sam_prompts == 'gt':
+            return None
+        per_pass = matched_boxes_per_image(
+            outputs.layer_boxes[-1], self.detection_loss.last_layer_matches,
+            [len(target) for target in targets],
+            [content_shape(data_samples[text_pass.image_index].metainfo)
+             for text_pass in passes])
+
+        per_image = []
+        for sample in data_samples:
+            num_instances = len(sample.gt_instances)
+            device = outputs.layer_boxes.device
+            per_image.append(MatchedBoxes(
+                boxes=outputs.layer_boxes.new_zeros((num_instances, 4)),
+                matched=torch.zeros(num_instances, dtype=torch.bool, device=device)))
+        for text_pass, pass_boxes in zip(passes, per_pass):
+            chunk = self.prompt_for(text_pass.texts)[text_pass.chunk_index]
+            labels = data_samples[text_pass.image_index].gt_instances.labels
+            rows = chunk.holds(labels).nonzero().flatten()
+            per_image[text_pass.image_index].boxes[rows] = pass_boxes.boxes.to(
+                per_image[text_pass.image_index].boxes.dtype)
+            per_image[text_pass.image_index].matched[rows] = pass_boxes.matched
+        return per_image
+
     def _select_instances(self, num_instances: int, device: torch.device) -> Tensor:
         """Return the indices of the instances SAM decodes for one image."""
         if num_instances <= self.max_sam_instances_per_image:
@@ -379,9 +428,10 @@ class GroundingSAM(BaseDetector):
                       'counted, not logged.', logger='current', level=30)
         return torch.randperm(num_instances, device=device)[:self.max_sam_instances_per_image]
 
-    def _mask_losses(self, inputs: Tensor, data_samples: SampleList) -> dict[str, Tensor]:
-        """Prompt SAM with jittered ground-truth boxes and compare its masks
-        with the ground-truth masks on the unpadded pixels only."""
+    def _mask_losses(self, inputs: Tensor, data_samples: SampleList,
+                     matched_boxes: Optional[list[MatchedBoxes]] = None) -> dict[str, Tensor]:
+        """Prompt SAM with the boxes `sam_prompts` selects and compare its
+        masks with the ground-truth masks on the unpadded pixels only."""
         image_embeddings = self._embed_images(inputs)
         scale = self._sam_scale(inputs)
         input_shape = tuple(inputs.shape[-2:])
@@ -392,17 +442,23 @@ class GroundingSAM(BaseDetector):
             keep = self._select_instances(len(instances), inputs.device)
             if keep.numel() == 0:
                 continue
-            boxes = gt_box_tensor(instances)[keep]
-            prompts = jitter_boxes(boxes.float(), self.box_jitter, self.box_jitter_max) * scale
+            matched = None
+            if matched_boxes is not None:
+                matched = MatchedBoxes(boxes=matched_boxes[index].boxes[keep],
+                                       matched=matched_boxes[index].matched[keep])
+            prompts, prompt_instances = select_box_prompts(
+                self.sam_prompts, gt_box_tensor(instances)[keep].float(), matched,
+                self.box_jitter, self.box_jitter_max)
             low_res_logits, iou_prediction = decode_box_prompts(
-                self.sam, image_embeddings[index:index + 1], prompts)
+                self.sam, image_embeddings[index:index + 1], prompts * scale)
 
             mask_logits.append(self._masks_at_input_size(low_res_logits, input_shape))
-            gt_masks.append(instances.masks.to_tensor(torch.float32, inputs.device)[keep])
+            instance_masks = instances.masks.to_tensor(torch.float32, inputs.device)[keep]
+            gt_masks.append(instance_masks[prompt_instances])
             valid = torch.zeros(input_shape, dtype=torch.bool, device=inputs.device)
             content_height, content_width = content_shape(sample.metainfo)
             valid[:content_height, :content_width] = True
-            valid_masks.append(valid.expand(len(keep), -1, -1))
+            valid_masks.append(valid.expand(len(prompt_instances), -1, -1))
             iou_predictions.append(iou_prediction[:, 0])
 
         if not mask_logits:
@@ -445,7 +501,53 @@ class GroundingSAM(BaseDetector):
             masks = self._masks_at_input_size(low_res_logits, tuple(inputs.shape[-2:]))
             sample.pred_instances = self._to_image_space(scores, labels, boxes, masks,
                                                          sample.metainfo, rescale)
+
+        if self.evaluate_gt_boxes and rescale:
+            self._segment_gt_boxes(image_embeddings, tuple(inputs.shape[-2:]), data_samples)
         return data_samples
+
+    def _segment_gt_boxes(self, image_embeddings: Tensor, input_shape: tuple[int, int],
+                          data_samples: SampleList) -> None:
+        """Prompt SAM with the ground-truth boxes of each sample and store the
+        masks, with their IoU against the ground-truth masks, as
+        `gt_box_pred_instances` in original image pixels.
+
+        Ground truth must be in original pixels, as it is when the test
+        pipeline loads annotations after `Resize`; other samples are skipped
+        and counted in one warning.
+        """
+        scale = sam_input_size(self.sam) / max(input_shape)
+        for index, sample in enumerate(data_samples):
+            instances = sample.get('gt_instances')
+            original_height, original_width = sample.metainfo['ori_shape'][:2]
+            if (instances is None or 'masks' not in instances
+                    or instances.masks.height != original_height
+                    or instances.masks.width != original_width):
+                self._warn_gt_boxes_skipped()
+                continue
+            if len(instances) == 0:
+                continue
+
+            scale_x, scale_y = sample.metainfo['scale_factor']
+            gt_boxes = gt_box_tensor(instances).float().to(image_embeddings.device)
+            input_boxes = gt_boxes * gt_boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
+            low_res_logits, iou_predictions = decode_box_prompts(
+                self.sam, image_embeddings[index:index + 1], input_boxes * scale)
+            masks = self._masks_at_input_size(low_res_logits, input_shape)
+            segmented = self._to_image_space(iou_predictions[:, 0], instances.labels,
+                                             input_boxes, masks, sample.metainfo, rescale=True)
+
+            gt_masks = instances.masks.to_tensor(torch.bool, segmented.masks.device)
+            segmented.mask_ious = mask_ious(segmented.masks, gt_masks)
+            sample.set_field(segmented, GT_BOX_PRED_INSTANCES)
+
+    def _warn_gt_boxes_skipped(self) -> None:
+        self._gt_box_samples_skipped += 1
+        if self._gt_box_samples_skipped == 1:
+            print_log('evaluate_gt_boxes: a data sample has no ground-truth masks in original '
+                      'image pixels (load annotations after Resize in the test pipeline), so '
+                      'SAM is not prompted with its boxes. Further such samples are counted, '
+                      'not logged.', logger='current', level=30)
 
     def _prediction_rounds(self, data_samples: SampleList) -> list[list[TextPass]]:
         """Return the passes of prediction: round r runs chunk r of every image

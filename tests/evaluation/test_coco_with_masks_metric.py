@@ -119,7 +119,8 @@ def test_sparse_category_ids_written_back(tmp_path):
     assert scores['coco/bbox_mAP'] == 1.0
     assert scores['coco/segm_mAP'] == 1.0
     assert sorted(result['category_id'] for result in written) == [3, 7, 90]
-    assert scores['coco/plum_precision'] == 1.0
+    assert scores['coco/bbox_plum_precision'] == 1.0
+    assert scores['coco/segm_plum_precision'] == 1.0
 
 
 def test_crowd_region_is_ignored(tmp_path):

@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from gsam_mm.errors import ConfigError
 
@@ -54,17 +55,29 @@ def test_one_epoch_then_resume(demo_data, tmp_path):
     assert steps_second == 2 * steps_first
 
 
-def test_test_tool_reports_both_metrics(demo_data, tmp_path):
+def test_test_tool_reports_both_metrics(demo_data, tmp_path, capsys):
     work_dir = tmp_path / 'run'
     train.main(demo_flags(demo_data, work_dir, epochs=1))
+    capsys.readouterr()
 
     annotations = str(demo_data / 'annotations.json')
-    test_tool.main([DEMO, str(work_dir / 'epoch_1.pth'), '--work-dir', str(work_dir),
-                    '--image-size', '128', '--annotations', annotations,
-                    '--images', str(demo_data), '--show-dir', 'overlays'])
+    metrics = test_tool.main([DEMO, str(work_dir / 'epoch_1.pth'), '--work-dir', str(work_dir),
+                              '--image-size', '128', '--annotations', annotations,
+                              '--images', str(demo_data), '--show-dir', 'overlays'])
 
-    overlays = sorted(path.name for path in work_dir.glob('*/overlays/*.png'))
-    assert overlays == ['2011_000003.png', '2011_000006.png', '2011_000025.png']
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/gt_box_segm_mAP',
+                'coco/gt_box_mask_iou', 'coco/segm_person_precision'):
+        assert key in metrics
+    printed = capsys.readouterr().out
+    assert '| category' in printed
+    assert '| person ' in printed
+    assert f"{metrics['coco/gt_box_mask_iou']:.3f}" in printed
+    overlays = sorted(work_dir.glob('*/overlays/*.png'))
+    assert [path.name for path in overlays] == ['2011_000003.png', '2011_000006.png',
+                                                '2011_000025.png']
+    # Ground truth left and predictions right, each at the photo's size.
+    photo = Image.open(demo_data / 'JPEGImages' / '2011_000003.jpg')
+    assert Image.open(overlays[0]).size == (2 * photo.width, photo.height)
 
 
 def test_num_classes_mismatch_stops_before_step_0(demo_data, tmp_path):

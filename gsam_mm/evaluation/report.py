@@ -1,0 +1,56 @@
+"""A per-category table of the test metrics, for `tools/test.py`."""
+import math
+from collections.abc import Sequence
+
+from terminaltables import AsciiTable
+
+from .gt_box_segm import GT_BOX_MASK_IOU, GT_BOX_SEGM_MAP
+
+# Table columns: header and the metric name of the per-category AP and the mAP.
+COLUMNS = (('bbox AP', 'bbox'), ('segm AP', 'segm'), ('segm AP, GT boxes', 'gt_box_segm'))
+
+
+def format_metrics_table(metrics: dict, class_names: Sequence[str],
+                         prefix: str = 'coco/') -> str:
+    """Return an ASCII table of AP per category for bbox, segm and segm with
+    ground-truth boxes, followed by the mAP of each and the mean mask IoU.
+
+    Categories without ground truth in the evaluated images (NaN in every
+    column) are left out and counted under the table. Columns whose metric
+    is absent from `metrics` are left out.
+
+    Args:
+        metrics: the evaluator's output, e.g. `coco/segm_person_precision`.
+        class_names: category names in label order.
+        prefix: the evaluator's key prefix.
+    """
+    columns = [(header, name) for header, name in COLUMNS if f'{prefix}{name}_mAP' in metrics]
+    rows = [['category'] + [header for header, _ in columns]]
+    left_out = 0
+    for class_name in class_names:
+        values = [metrics.get(f'{prefix}{name}_{class_name}_precision', math.nan)
+                  for _, name in columns]
+        if all(math.isnan(value) for value in values):
+            left_out += 1
+            continue
+        rows.append([class_name] + [_format(value) for value in values])
+    rows.append(['mAP (all categories)'] + [_format(metrics[f'{prefix}{name}_mAP'])
+                                            for _, name in columns])
+    table = AsciiTable(rows)
+    table.inner_footing_row_border = True
+
+    lines = [table.table]
+    if left_out:
+        lines.append(f'Left out {left_out} of {len(class_names)} categories, which have no '
+                     'ground truth in the evaluated images.')
+    if f'{prefix}{GT_BOX_MASK_IOU}' in metrics:
+        lines.append(f'Mean mask IoU with SAM prompted by the ground-truth boxes: '
+                     f'{metrics[prefix + GT_BOX_MASK_IOU]:.3f}')
+    if f'{prefix}{GT_BOX_SEGM_MAP}' in metrics:
+        lines.append('segm AP, GT boxes is the mask AP when detection is perfect: far above '
+                     'segm AP means the detector limits the masks; close to it means SAM does.')
+    return '\n'.join(lines)
+
+
+def _format(value: float) -> str:
+    return '-' if math.isnan(value) else f'{value:.3f}'
