@@ -34,3 +34,17 @@ MASK_PATH = 'mask_path'
 # `bbox_label` of an ignore region whose category is a placeholder and so
 # has no label. Such instances always have `ignore_flag=1`.
 IGNORE_LABEL = -1
+
+# Data-sample metainfo key of the image file's path (set by the dataset).
+IMAGE_PATH = 'img_path'
+
+# Metainfo keys that describe how the pipeline placed an image on its
+# canvas. The SAM embedding cache keys entries by them; a transform that
+# changes pixels without recording itself here is caught by the cache's
+# input checksums instead.
+GEOMETRY_META_KEYS = ('ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
+                      'flip_direction')
+
+# Placeholder in `sam_embedding_cache.disk_dir` that the training and
+# testing tools replace with the run's work dir.
+WORK_DIR_PLACEHOLDER = '{work_dir}'

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..fields import LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
 from ..prompt import Caption, build_caption, build_positive_map
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
+from .embedding_cache import SamEmbeddingCache, describe_sam
 from .grounding_dino import (GroundingDinoOutputs, TextFeatures, build_grounding_dino,
                              encode_text, run_grounding_dino)
 from .sam import build_sam, decode_box_prompts, jitter_boxes, sam_input_size
@@ -82,6 +83,10 @@ class GroundingSAM(BaseDetector):
         box_jitter_max: cap on that standard deviation, in input pixels.
         max_per_image: detections kept per image at prediction.
         mask_threshold: logit above which a predicted mask pixel is set.
+        sam_embedding_cache: keyword arguments of `SamEmbeddingCache`
+            (`memory_mb`, `disk_dir`, `dtype`, `key_by`) to cache the frozen
+            SAM image encoder's embeddings; None computes them every step.
+            It is ignored, with a log line, when `finetune_sam` is set.
         init_cfg: MMEngine initialisation config.
     """
 
@@ -102,6 +107,7 @@ class GroundingSAM(BaseDetector):
                  box_jitter_max: float = 20.0,
                  max_per_image: int = 100,
                  mask_threshold: float = 0.0,
+                 sam_embedding_cache: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if max_sam_instances_per_image < 1:
@@ -130,6 +136,7 @@ class GroundingSAM(BaseDetector):
         self._prompt_cache: dict[tuple[str, ...], tuple[Caption, Tensor]] = {}
         self._capped_images = 0
         self._freeze_parts()
+        self.embedding_cache = self._build_embedding_cache(sam_embedding_cache, sam)
 
     # ------------------------------------------------------------------ setup
     def _frozen_modules(self) -> list[nn.Module]:
@@ -165,6 +172,17 @@ class GroundingSAM(BaseDetector):
             total = sum(p.numel() for p in parameters)
             trainable = sum(p.numel() for p in parameters if p.requires_grad)
             print_log(f'{name}: {trainable:,} of {total:,} parameters train', logger='current')
+
+    def _build_embedding_cache(self, settings: Optional[dict],
+                               sam: dict) -> Optional[SamEmbeddingCache]:
+        if settings is None:
+            return None
+        if self.finetune_sam:
+            print_log('SAM embedding cache off: the image encoder trains (finetune_sam=True), '
+                      'so its embeddings change every step', logger='current')
+            return None
+        return SamEmbeddingCache(**settings,
+                                 description=describe_sam(sam, sam_input_size(self.sam)))
 
     def train(self, mode: bool = True) -> 'GroundingSAM':
         """Switch to training mode, keeping frozen parts in eval mode so their
@@ -218,15 +236,20 @@ class GroundingSAM(BaseDetector):
         """Return SAM input pixels per input pixel."""
         return sam_input_size(self.sam) / max(inputs.shape[-2:])
 
-    def _embed_images(self, inputs: Tensor) -> Tensor:
+    def _embed_images(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
         """Run SAM's image encoder on the batch, padded bottom/right to a square
-        and resized to SAM's input size. Returns (B, C, h, w)."""
+        and resized to SAM's input size. With `data_samples` the embedding
+        cache, when configured, serves the images it has seen. Returns
+        (B, C, h, w)."""
         height, width = inputs.shape[-2:]
         side = max(height, width)
         square = F.pad(inputs, (0, side - width, 0, side - height))
         size = sam_input_size(self.sam)
         if side != size:
             square = F.interpolate(square, size=(size, size), mode='bilinear', align_corners=False)
+        if self.embedding_cache is not None and data_samples is not None:
+            return self.embedding_cache.embed(self.sam.image_encoder, square, data_samples,
+                                              (height, width))
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.finetune_sam):
             return self.sam.image_encoder(square)
 
@@ -274,7 +297,7 @@ class GroundingSAM(BaseDetector):
     def _mask_losses(self, inputs: Tensor, data_samples: SampleList) -> dict[str, Tensor]:
         """Prompt SAM with jittered ground-truth boxes and compare its masks
         with the ground-truth masks on the unpadded pixels only."""
-        image_embeddings = self._embed_images(inputs)
+        image_embeddings = self._embed_images(inputs, data_samples)
         scale = self._sam_scale(inputs)
         input_shape = tuple(inputs.shape[-2:])
 
@@ -330,7 +353,7 @@ class GroundingSAM(BaseDetector):
 
         outputs = self._find_boxes(inputs, data_samples, text_features)
 
-        image_embeddings = self._embed_images(inputs)
+        image_embeddings = self._embed_images(inputs, data_samples)
         scale = self._sam_scale(inputs)
         for index, (sample, positive_map) in enumerate(zip(data_samples, positive_maps)):
             scores, labels, boxes = self._score_boxes(outputs.layer_logits[-1, index],
