@@ -426,6 +426,7 @@ class GroundingSAM(BaseDetector):
         text_features, _ = self._encode_prompts(data_samples, inputs.device)
         return self._find_boxes(inputs, data_samples, text_features)
 
-    def extract_feat(self, inputs: Tensor) -> Tensor:
-        """Return SAM image embeddings (B, C, h, w) of a batch."""
-        return self._embed_images(inputs)
+    def extract_feat(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
+        """Return SAM image embeddings (B, C, h, w) of a batch, through the
+        embedding cache when it is configured and `data_samples` are given."""
+        return self._embed_images(inputs, data_samples)
