@@ -277,11 +277,11 @@ def dino_step(model, batch) -> Step:
     def step() -> None:
         model.zero_grad(set_to_none=True)
         # Without masks, `loss` computes Grounding DINO's losses only.
-        model.return_masks = False
+        return_masks, model.return_masks = model.return_masks, False
         try:
             losses = model.loss(data['inputs'], data['data_samples'])
         finally:
-            model.return_masks = True
+            model.return_masks = return_masks
         sum(losses.values()).backward()
 
     return Step('Grounding DINO forward + backward', step, len(data['inputs']))

@@ -80,6 +80,11 @@ class SdpaAttention(nn.Module):
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, D)
 
         bias: Optional[Tensor] = None
+        # NOTE: the bias is a full (B, heads, N, N) tensor, as large as the
+        # attention matrix the original builds: 512 MiB per image in bfloat16
+        # for ViT-H's global blocks (4096 tokens, 16 heads). Flash attention
+        # takes no such bias, so CUDA falls back to the memory-efficient or
+        # math kernel. This path has only been run on the CPU.
         if self.use_rel_pos:
             bias = relative_position_bias(query, self.rel_pos_h, self.rel_pos_w,
                                           (height, width)).to(query.dtype)
