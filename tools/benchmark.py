@@ -24,7 +24,7 @@ steadier number on a machine shared with other jobs):
 
 Peak memory is `torch.cuda.max_memory_allocated` on CUDA. On the CPU it is
 the process's peak resident set size (RSS) during an iteration, and its
-rise over the RSS when the iteration started (see `PeakMemory`); each row
+rise over the RSS when the iteration started (see `PeakMemory`). Each row
 reports the highest of its iterations.
 """
 import argparse

@@ -1,5 +1,6 @@
 """SAM embedding cache: same losses as without it, keys, invalidation,
 memory budget and disk entries."""
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,40 @@ def test_work_dir_placeholder_resolved():
     assert resolve_work_dir('{work_dir}/sam', 'work_dirs/run') == 'work_dirs/run/sam'
     assert resolve_work_dir('/data/sam', 'work_dirs/run') == '/data/sam'
     assert resolve_work_dir(None, 'work_dirs/run') is None
+
+
+def write_entries(folder: Path, writer: int) -> None:
+    """Write the same entry files as the other writer, with other contents."""
+    for _ in range(5):
+        for index in range(20):
+            record = {'key': f'writer {writer}',
+                      'embedding': torch.full((64 * (writer + 1),), float(writer))}
+            SamEmbeddingCache._write_atomically(folder / f'{index}.pt', record)
+
+
+def check_whole_entry(path: Path) -> None:
+    record = torch.load(path, weights_only=True)
+    writer = int(record['key'].split()[-1])
+    assert torch.equal(record['embedding'], torch.full((64 * (writer + 1),), float(writer)))
+
+
+def test_concurrent_writers_leave_whole_files(tmp_path):
+    """Two processes replace the same files while this one reads them:
+    every read gets one writer's whole record."""
+    context = multiprocessing.get_context('fork')
+    writers = [context.Process(target=write_entries, args=(tmp_path, writer))
+               for writer in (0, 1)]
+    for writer in writers:
+        writer.start()
+    while any(writer.is_alive() for writer in writers):
+        for path in tmp_path.glob('*.pt'):
+            check_whole_entry(path)
+    for writer in writers:
+        writer.join()
+
+    assert [writer.exitcode for writer in writers] == [0, 0]
+    entries = list(tmp_path.glob('*.pt'))
+    assert len(entries) == 20
+    for path in entries:
+        check_whole_entry(path)
+    assert list(tmp_path.glob('*.tmp')) == []
