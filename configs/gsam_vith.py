@@ -151,9 +151,10 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='PredictionOverlayHook', score_thr=0.3))
 
-# Builds the prompt from the dataset before step 0, so a caption over the
-# token limit or a wrong num_classes stops the run at once.
-custom_hooks = [dict(type='PromptCheckHook')]
+# PromptCheckHook builds the prompt from the dataset before step 0, so a
+# caption over the token limit or a wrong num_classes stops the run at once.
+# EmbeddingCacheLogHook logs the SAM embedding cache's counts after each epoch.
+custom_hooks = [dict(type='PromptCheckHook'), dict(type='EmbeddingCacheLogHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -284,7 +284,7 @@ class SamEmbeddingCache:
                            'canvas': list(canvas_shape)}, sort_keys=True)
 
     def summary(self) -> str:
-        """Describe hits, misses and storage in one line."""
+        """Describe hits, misses and storage since construction in one line."""
         counts = ', '.join(f'{name} {self.stats[name]}' for name in (
             'memory_hits', 'disk_hits', 'computed', 'checksum_mismatches', 'uncacheable',
             'not_stored', 'write_errors'))
