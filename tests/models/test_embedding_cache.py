@@ -398,3 +398,17 @@ def test_concurrent_writers_leave_whole_files(tmp_path):
     for path in entries:
         check_whole_entry(path)
     assert list(tmp_path.glob('*.tmp')) == []
+
+
+def test_cache_under_bfloat16_autocast(tmp_path):
+    inputs, samples = cached_batch(tmp_path, count=2)
+    encoder = build_encoder()
+    cache = build_cache(encoder, memory_mb=16)
+
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        first = embed(cache, encoder, inputs, samples)
+        second = embed(cache, encoder, inputs, samples)
+
+    assert first.dtype == inputs.dtype
+    assert torch.equal(first, second)
+    assert cache.stats['memory_hits'] == 2
