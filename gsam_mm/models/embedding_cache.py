@@ -122,7 +122,10 @@ def input_checksums(images: Tensor, projection_weights: Tensor) -> Tensor:
     flat = images.detach().float().flatten(1)  # (B, 3 * S * S)
     mean = flat.mean(dim=1, keepdim=True)
     rms = flat.square().mean(dim=1, keepdim=True).sqrt()
-    projections = flat @ projection_weights.flatten(1).T / flat.shape[1]  # (B, NUM_PROJECTIONS)
+    # Products and sums rather than a matrix product, which CUDA may run in
+    # TF32 and so round differently from one batch size to the next.
+    projections = torch.stack([(flat * weights).mean(dim=1)
+                               for weights in projection_weights.flatten(1)], dim=1)
     return torch.cat([mean, rms, projections], dim=1).double().cpu()
 
 
