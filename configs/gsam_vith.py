@@ -38,6 +38,14 @@ evaluate_gt_boxes = True
 # unused ones. Set True if a model change leaves a trainable part without one.
 find_unused_parameters = False
 
+# Speed. The embedding cache acts only while SAM's image encoder is frozen
+# (finetune_sam = False). It keeps memory_mb MiB of embeddings per process and
+# writes every embedding to disk_dir: 2 MiB per image for 1024 px inputs in
+# bfloat16. tools/cache_embeddings.py fills it before training.
+sam_embedding_cache = dict(memory_mb=4096, disk_dir='{work_dir}/sam_embeddings')
+sam_attention = 'sdpa'  # or 'original' (segment_anything's own attention)
+sam_activation_checkpointing = False  # recompute encoder activations when it trains
+
 # Official checkpoints: download them and point these at the local files.
 #   groundingdino_swint_ogc.pth from the GroundingDINO v0.1.0-alpha release
 #   sam_vit_h_4b8939.pth from the segment-anything model checkpoints
@@ -55,7 +63,9 @@ default_scope = 'mmdet'
 model = dict(
     type='GroundingSAM',
     dino=dict(config_file=dino_config, checkpoint=dino_checkpoint, text_encoder=text_encoder),
-    sam=dict(backbone=sam_backbone, checkpoint=sam_checkpoint),
+    sam=dict(backbone=sam_backbone, checkpoint=sam_checkpoint, attention=sam_attention,
+             activation_checkpointing=sam_activation_checkpointing),
+    sam_embedding_cache=sam_embedding_cache,
     data_preprocessor=dict(
         type='DetDataPreprocessor',
         # ImageNet statistics on 0-255 pixels: what both networks were trained with.
@@ -155,10 +165,11 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='PredictionOverlayHook', score_thr=0.3))
 
-# Builds the prompt from the dataset before step 0 (logging how a long one is
-# split into captions), so a category name over the token limit or a wrong
-# num_classes stops the run at once.
-custom_hooks = [dict(type='PromptCheckHook')]
+# PromptCheckHook builds the prompt from the dataset before step 0 (logging
+# how a long one is split into captions), so a category name over the token
+# limit or a wrong num_classes stops the run at once. EmbeddingCacheLogHook
+# logs the SAM embedding cache's counts after each epoch.
+custom_hooks = [dict(type='PromptCheckHook'), dict(type='EmbeddingCacheLogHook')]
 
 env_cfg = dict(
     cudnn_benchmark=False,

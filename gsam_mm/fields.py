@@ -52,3 +52,17 @@ SAM_PROMPT_MODES = ('gt', 'pred', 'mixed')
 # with `bboxes`, `labels`, `scores` (SAM's predicted IoU), `masks` and
 # `mask_ious` (IoU with the ground-truth mask of the same instance).
 GT_BOX_PRED_INSTANCES = 'gt_box_pred_instances'
+
+# Data-sample metainfo key of the image file's path (set by the dataset).
+IMAGE_PATH = 'img_path'
+
+# Metainfo keys that describe how the pipeline placed an image on its
+# canvas. The SAM embedding cache keys entries by them; a transform that
+# changes pixels without recording itself here is caught by the cache's
+# input checksums instead.
+GEOMETRY_META_KEYS = ('ori_shape', 'img_shape', 'pad_shape', 'scale_factor', 'flip',
+                      'flip_direction')
+
+# Placeholder in `sam_embedding_cache.disk_dir` that the training and
+# testing tools replace with the run's work dir.
+WORK_DIR_PLACEHOLDER = '{work_dir}'

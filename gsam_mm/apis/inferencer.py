@@ -153,6 +153,9 @@ class GroundedSAMInferencer:
         model_cfg = cfg.model.copy()
         # The ground-truth-box evaluation needs annotations, which new images lack.
         model_cfg['evaluate_gt_boxes'] = False
+        # Each photo is embedded once here, so a training-time embedding cache
+        # would only take memory and disk.
+        model_cfg['sam_embedding_cache'] = None
         if mask_threshold is not None:
             model_cfg['mask_threshold'] = mask_threshold
         self.model = MODELS.build(model_cfg)

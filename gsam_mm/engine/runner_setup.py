@@ -15,6 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 from ..errors import ConfigError
+from ..models.embedding_cache import resolve_work_dir
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 
@@ -232,4 +233,7 @@ def load_config(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(args.config)
+    cache = cfg.model.get('sam_embedding_cache')
+    if cache is not None and cache.get('disk_dir'):
+        cache.disk_dir = resolve_work_dir(cache.disk_dir, cfg.work_dir)
     return cfg

@@ -23,6 +23,7 @@ from ..evaluation.gt_box_segm import mask_ious
 from ..fields import GT_BOX_PRED_INSTANCES, LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEXTS
 from ..prompt import PromptChunk, describe_chunks, split_prompt
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
+from .embedding_cache import SamEmbeddingCache, describe_sam
 from .grounding_dino import (GroundingDinoOutputs, ImageFeatures, TextFeatures,
                              build_grounding_dino, extract_image_features, project_text,
                              run_grounding_dino, run_text_encoder)
@@ -112,6 +113,10 @@ class GroundingSAM(BaseDetector):
             ground-truth boxes (when the data sample has them) and store the
             masks as `gt_box_pred_instances`, which `CocoWithMasksMetric`
             turns into mask metrics that detection errors cannot lower.
+        sam_embedding_cache: keyword arguments of `SamEmbeddingCache`
+            (`memory_mb`, `disk_dir`, `dtype`, `key_by`) to cache the frozen
+            SAM image encoder's embeddings; None computes them every step.
+            It is ignored, with a log line, when `finetune_sam` is set.
         init_cfg: MMEngine initialisation config.
     """
 
@@ -135,6 +140,7 @@ class GroundingSAM(BaseDetector):
                  max_per_image: int = 100,
                  mask_threshold: float = 0.0,
                  evaluate_gt_boxes: bool = False,
+                 sam_embedding_cache: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if max_sam_instances_per_image < 1:
@@ -173,6 +179,7 @@ class GroundingSAM(BaseDetector):
         self._negative_passes = 0
         self._capped_images = 0
         self._freeze_parts()
+        self.embedding_cache = self._build_embedding_cache(sam_embedding_cache, sam)
 
     # ------------------------------------------------------------------ setup
     def _frozen_modules(self) -> list[nn.Module]:
@@ -209,6 +216,17 @@ class GroundingSAM(BaseDetector):
             total = sum(p.numel() for p in parameters)
             trainable = sum(p.numel() for p in parameters if p.requires_grad)
             print_log(f'{name}: {trainable:,} of {total:,} parameters train', logger='current')
+
+    def _build_embedding_cache(self, settings: Optional[dict],
+                               sam: dict) -> Optional[SamEmbeddingCache]:
+        if settings is None:
+            return None
+        if self.finetune_sam:
+            print_log('SAM embedding cache off: the image encoder trains (finetune_sam=True), '
+                      'so its embeddings change every step', logger='current')
+            return None
+        return SamEmbeddingCache(**settings,
+                                 description=describe_sam(sam, sam_input_size(self.sam)))
 
     def train(self, mode: bool = True) -> 'GroundingSAM':
         """Switch to training mode, keeping frozen parts in eval mode so their
@@ -333,15 +351,20 @@ class GroundingSAM(BaseDetector):
         """Return SAM input pixels per input pixel."""
         return sam_input_size(self.sam) / max(inputs.shape[-2:])
 
-    def _embed_images(self, inputs: Tensor) -> Tensor:
+    def _embed_images(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
         """Run SAM's image encoder on the batch, padded bottom/right to a square
-        and resized to SAM's input size. Returns (B, C, h, w)."""
+        and resized to SAM's input size. With `data_samples` the embedding
+        cache, when configured, serves the images it has seen. Returns
+        (B, C, h, w)."""
         height, width = inputs.shape[-2:]
         side = max(height, width)
         square = F.pad(inputs, (0, side - width, 0, side - height))
         size = sam_input_size(self.sam)
         if side != size:
             square = F.interpolate(square, size=(size, size), mode='bilinear', align_corners=False)
+        if self.embedding_cache is not None and data_samples is not None:
+            return self.embedding_cache.embed(self.sam.image_encoder, square, data_samples,
+                                              (height, width))
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.finetune_sam):
             return self.sam.image_encoder(square)
 
@@ -432,7 +455,7 @@ class GroundingSAM(BaseDetector):
                      matched_boxes: Optional[list[MatchedBoxes]] = None) -> dict[str, Tensor]:
         """Prompt SAM with the boxes `sam_prompts` selects and compare its
         masks with the ground-truth masks on the unpadded pixels only."""
-        image_embeddings = self._embed_images(inputs)
+        image_embeddings = self._embed_images(inputs, data_samples)
         scale = self._sam_scale(inputs)
         input_shape = tuple(inputs.shape[-2:])
 
@@ -493,7 +516,7 @@ class GroundingSAM(BaseDetector):
         """
         detections = self._detect(inputs, data_samples)
 
-        image_embeddings = self._embed_images(inputs)
+        image_embeddings = self._embed_images(inputs, data_samples)
         scale = self._sam_scale(inputs)
         for index, (sample, (scores, labels, boxes)) in enumerate(zip(data_samples, detections)):
             low_res_logits, _ = decode_box_prompts(
@@ -655,6 +678,7 @@ class GroundingSAM(BaseDetector):
         return tuple(self._find_boxes(image_features, passes)
                      for passes in self._prediction_rounds(data_samples))
 
-    def extract_feat(self, inputs: Tensor) -> Tensor:
-        """Return SAM image embeddings (B, C, h, w) of a batch."""
-        return self._embed_images(inputs)
+    def extract_feat(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
+        """Return SAM image embeddings (B, C, h, w) of a batch, through the
+        embedding cache when it is configured and `data_samples` are given."""
+        return self._embed_images(inputs, data_samples)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from .checkpoints import load_state_dict_file, report_load
+from .sam_attention import ATTENTION_KINDS, ATTENTION_SDPA, SamImageEncoder
 
 
 @dataclass(frozen=True)
@@ -38,13 +39,18 @@ SAM_ARCHITECTURES = {
     # Same classes at toy sizes, for CPU tests and the demo (random weights).
     'tiny': SamArchitecture(64, 2, 2, (1,), image_size=256, window_size=4,
                             prompt_embed_dim=64, decoder_mlp_dim=128, decoder_num_heads=2),
+    # The ViT-B encoder at 224 px (one 14 x 14 window), with random weights
+    # only: official checkpoints do not fit its position embeddings. CPU
+    # benchmarks use it where 1024 px would take half a minute per image.
+    'vit_b_224': SamArchitecture(768, 12, 12, (2, 5, 8, 11), image_size=224),
 }
 
 PATCH_SIZE = 16
 
 
 def build_sam(backbone: str = 'vit_h', checkpoint: Optional[str] = None,
-              image_size: Optional[int] = None) -> nn.Module:
+              image_size: Optional[int] = None, attention: str = ATTENTION_SDPA,
+              activation_checkpointing: bool = False) -> nn.Module:
     """Build SAM with the `segment_anything` classes.
 
     Args:
@@ -54,9 +60,13 @@ def build_sam(backbone: str = 'vit_h', checkpoint: Optional[str] = None,
         image_size: input size of the image encoder; only the `tiny`
             variant may change it, because the official position embeddings
             are learned for 1024.
+        attention: `'sdpa'` runs the image encoder's attention through
+            `scaled_dot_product_attention`; `'original'` keeps
+            `segment_anything`'s own implementation.
+        activation_checkpointing: recompute the image encoder's block
+            activations in the backward pass (only matters when it trains).
     """
-    from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
-                                           TwoWayTransformer)
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
     if backbone not in SAM_ARCHITECTURES:
         raise ConfigError(f'sam backbone must be one of {sorted(SAM_ARCHITECTURES)}, '
@@ -67,10 +77,15 @@ def build_sam(backbone: str = 'vit_h', checkpoint: Optional[str] = None,
         raise ConfigError(f'SAM {backbone} takes {arch.image_size} px inputs, got '
                           f'image_size={input_size}; remove model.sam.image_size (GroundingSAM '
                           'resizes its inputs for SAM) or use the tiny backbone')
+    if attention not in ATTENTION_KINDS:
+        raise ConfigError(f'sam attention must be one of {list(ATTENTION_KINDS)}, '
+                          f'got {attention!r}')
     grid_size = input_size // PATCH_SIZE
 
     sam = Sam(
-        image_encoder=ImageEncoderViT(
+        image_encoder=SamImageEncoder(
+            attention=attention,
+            activation_checkpointing=activation_checkpointing,
             depth=arch.encoder_depth,
             embed_dim=arch.encoder_embed_dim,
             img_size=input_size,
@@ -105,7 +120,9 @@ def build_sam(backbone: str = 'vit_h', checkpoint: Optional[str] = None,
         pixel_mean=[123.675, 116.28, 103.53],
         pixel_std=[58.395, 57.12, 57.375],
     )
-    print_log(f'Built SAM {backbone} for {input_size} px inputs', logger='current')
+    recompute = ', activation checkpointing on' if activation_checkpointing else ''
+    print_log(f'Built SAM {backbone} for {input_size} px inputs with {attention} '
+              f'attention{recompute}', logger='current')
     if checkpoint:
         report_load(sam.load_state_dict(load_state_dict_file(checkpoint), strict=False),
                     f'SAM checkpoint {checkpoint}')

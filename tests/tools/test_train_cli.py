@@ -107,3 +107,8 @@ def test_cuda_switches_to_amp(monkeypatch):
     select_optim_wrapper(cfg, amp_requested=False)
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'
+
+
+def test_embedding_cache_dir_follows_work_dir():
+    cfg = config_for('--work-dir', 'work_dirs/run')
+    assert cfg.model.sam_embedding_cache.disk_dir == 'work_dirs/run/sam_embeddings'

@@ -1,0 +1,58 @@
+"""tools/benchmark.py runs every row on the tiny demo and writes its JSON
+(the numbers themselves are not checked)."""
+import json
+import subprocess
+import sys
+
+from ..conftest import REPO_ROOT, load_tool
+
+benchmark = load_tool('benchmark')
+
+DEMO_CONFIG = str(REPO_ROOT / 'configs' / 'gsam_tiny_demo.py')
+
+
+def test_benchmark_writes_every_row(demo_data, tmp_path):
+    out = tmp_path / 'benchmark.json'
+    benchmark.main([DEMO_CONFIG, '--no-finetune-sam', '--batch-size', '1', '--iterations', '1',
+                    '--warmup', '0', '--epoch-iterations', '0', '--device', 'cpu',
+                    '--work-dir', str(tmp_path), '--out', str(out), '--cfg-options',
+                    f'train_dataloader.dataset.dataset.data_root={demo_data}/'])
+
+    report = json.loads(out.read_text())
+    names = [row['name'] for row in report['rows']]
+    assert names[:2] == ['data pipeline', 'Grounding DINO forward + backward']
+    for attention in ('original', 'sdpa'):
+        for cache in ('off', 'on'):
+            assert f'SAM encoder forward ({attention}, cache {cache})' in names
+            assert f'training step, MMEngine ({attention}, cache {cache})' in names
+        assert f'training step, plain PyTorch loop ({attention}, cache off)' in names
+    assert 'SAM decoder step (embeddings from warm cache)' in names
+    assert set(report['ratios']) == {
+        'MMEngine step / plain loop, both sdpa without cache',
+        'MMEngine step (sdpa, cache on) / plain loop (original, no cache)',
+        'encoder forward sdpa / original'}
+    for row in report['rows']:
+        assert row['seconds'] > 0
+        assert row['cpu_seconds'] > 0
+        assert row['peak_memory_mib'] > 0
+    assert report['machine']['device'] == 'cpu'
+
+
+def test_peak_memory_records_allocation():
+    """Run in a fresh process, because memory freed by earlier tests is reused
+    without raising the RSS."""
+    script = (
+        'import sys, torch\n'
+        f'sys.path.insert(0, {str(REPO_ROOT / "tools")!r})\n'
+        'from benchmark import PeakMemory\n'
+        'memory = PeakMemory(torch.device("cpu"))\n'
+        'with memory.measure():\n'
+        '    block = torch.ones(64 * 2**20 // 4)\n'
+        '    del block\n'
+        'print(memory.peak_mib, memory.rise_mib)\n')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            check=True)
+    peak_mib, rise_mib = map(float, result.stdout.split()[-2:])
+
+    assert rise_mib >= 60
+    assert peak_mib >= rise_mib
