@@ -313,23 +313,25 @@ def run_grounding_dino(network: nn.Module, image_features: ImageFeatures,
     """
     from groundingdino.util.misc import inverse_sigmoid
 
-    text_dict = text.as_dict()
-    transformer_text_dict = {**text_dict, INVALID_PROPOSALS_KEY: image_features.invalid_proposals}
-
+    # The transformer replaces `encoded_text` in this dict with the text
+    # features its encoder fused with the image; the heads score against those.
+    text_dict = {**text.as_dict(), INVALID_PROPOSALS_KEY: image_features.invalid_proposals}
     hidden_states, references, encoder_states, encoder_boxes, _ = network.transformer(
         image_features.sources, image_features.masks, None,
-        image_features.position_embeddings, None, None, transformer_text_dict)
+        image_features.position_embeddings, None, None, text_dict)
+    fused_text = {key: value for key, value in text_dict.items()
+                  if key != INVALID_PROPOSALS_KEY}
 
     layer_boxes = []
     layer_logits = []
     for layer_index, layer_hidden in enumerate(hidden_states):  # layer_hidden: (B, Q, C)
         box_delta = network.bbox_embed[layer_index](layer_hidden)
         layer_boxes.append((box_delta + inverse_sigmoid(references[layer_index])).sigmoid())
-        layer_logits.append(network.class_embed[layer_index](layer_hidden, text_dict))
+        layer_logits.append(network.class_embed[layer_index](layer_hidden, fused_text))
 
     encoder_logits = None
     if encoder_states is not None:
-        encoder_logits = network.transformer.enc_out_class_embed(encoder_states[-1], text_dict)
+        encoder_logits = network.transformer.enc_out_class_embed(encoder_states[-1], fused_text)
         encoder_boxes = encoder_boxes[-1]
 
     return GroundingDinoOutputs(

@@ -176,3 +176,28 @@ def test_two_stage_queries_avoid_padding(model):
 
     assert torch.isfinite(outputs.encoder_boxes).all()
     assert (outputs.encoder_boxes < 0.99).all()
+
+
+def test_detector_matches_packaged_forward():
+    """Split into image features, text features and transformer, the detector
+    gives the packaged `forward`'s last-layer logits and boxes: the heads
+    score against the text features the encoder fused with the image.
+    The packaged forward has no valid-proposal mask, so it is taken off."""
+    from groundingdino.util.misc import NestedTensor
+
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_model_config(IMAGE_SIZE)).eval()
+    transformer = model.dino.transformer
+    transformer.enc_out_class_embed = transformer.enc_out_class_embed.class_embed
+    inputs = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    sample = make_sample((IMAGE_SIZE, IMAGE_SIZE), [[10, 10, 60, 50]], [0])
+
+    with torch.no_grad():
+        ours = model._forward(inputs, [sample])[0]
+        packaged = model.dino(NestedTensor(inputs, model.padding_mask(inputs, [sample])),
+                              captions=[model.prompt_for(TEXTS)[0].caption.text])
+
+    torch.testing.assert_close(ours.layer_boxes[-1], packaged['pred_boxes'])
+    finite = torch.isfinite(packaged['pred_logits'])
+    assert torch.equal(torch.isfinite(ours.layer_logits[-1]), finite)
+    torch.testing.assert_close(ours.layer_logits[-1][finite], packaged['pred_logits'][finite])
