@@ -17,8 +17,9 @@ steadier number on a machine shared with other jobs):
   a warm cache;
 - the whole training step through MMEngine (`train_step` with the config's
   optimizer wrapper), with each attention kernel and the cache off and on;
-- a plain PyTorch loop over the same networks: normalise the batch, call the
-  model's `loss`, backward, `torch.optim.AdamW` step, with no MMEngine code;
+- a plain PyTorch loop over the same networks, written against the
+  `groundingdino` and `segment_anything` packages as a user would without
+  this plugin (see `PlainLoop`);
 - one epoch over the training dataloader with the cache off and on, after
   an untimed epoch that fills the cache, when the encoder is frozen.
 
@@ -39,20 +40,24 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.optim import build_optim_wrapper  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+from mmengine.structures import InstanceData  # noqa: E402
 
 import gsam_mm  # noqa: E402,F401  (registers the components)
 from gsam_mm.engine.runner_setup import (add_shortcut_arguments, load_config,  # noqa: E402
                                          select_optim_wrapper)
+from gsam_mm.models.grounding_dino import GroundingDinoOutputs  # noqa: E402
+from gsam_mm.models.grounding_sam import content_shape, gt_box_tensor, prompt_texts  # noqa: E402
 from gsam_mm.models.sam_attention import ATTENTION_KINDS, ATTENTION_SDPA  # noqa: E402
 
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE') if hasattr(os, 'sysconf') else 4096
@@ -326,24 +331,129 @@ def train_steps(cfg, models, batch) -> list[Step]:
     return steps
 
 
-def plain_loop_step(cfg, model, label, batch, device) -> Step:
-    """Time a training step written directly in PyTorch over the same networks."""
-    preprocessor = cfg.model.data_preprocessor
-    mean = torch.tensor(preprocessor.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(preprocessor.std, device=device).view(1, 3, 1, 1)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=cfg.optim_wrapper.optimizer.lr,
-                                  weight_decay=cfg.optim_wrapper.optimizer.get('weight_decay', 0))
-    samples = [sample.to(device) for sample in batch['data_samples']]
+class PlainLoop:
+    """A training step written directly against the two packages, the way a
+    user would write it without this plugin, over the model's own networks.
 
-    def step() -> None:
-        images = torch.stack(batch['inputs']).to(device).float()
-        losses = model.loss((images - mean) / std, samples)
+    Grounding DINO runs through its packaged `forward` with one caption per
+    image, so BERT re-encodes the caption for every image. That `forward`
+    returns the last decoder layer only, so the detection loss covers that
+    layer alone; ours adds the other layers and the proposals. SAM's
+    encoder, prompt encoder and mask decoder are called directly on jittered
+    ground-truth boxes, with an inline BCE + Dice loss. Nothing is cached
+    and no MMEngine code runs; the optimizer is `torch.optim.AdamW`.
+    """
+
+    def __init__(self, cfg, model, batch: dict, device: torch.device) -> None:
+        preprocessor = cfg.model.data_preprocessor
+        self.mean = torch.tensor(preprocessor.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocessor.std, device=device).view(1, 3, 1, 1)
+        self.dino, self.sam = model.dino, model.sam
+        self.finetune_sam = model.finetune_sam
+        self.detection_loss = model.detection_loss
+        self.box_jitter = model.box_jitter
+        self.images = [image.to(device).float() for image in batch['inputs']]
+        self.samples = [sample.to(device) for sample in batch['data_samples']]
+        # The pipeline pads each image; (height, width) of its content.
+        self.content_shapes = [content_shape(sample.metainfo) for sample in self.samples]
+        # The captions and positive maps are data preparation, done once.
+        self.captions, self.targets = [], []
+        for sample in self.samples:
+            chunks = model.prompt_for(prompt_texts(sample))
+            if len(chunks) != 1:
+                raise SystemExit('the plain loop handles prompts that fit in one caption; '
+                                 f'this one needs {len(chunks)}')
+            instances = sample.gt_instances
+            self.captions.append(chunks[0].caption.text)
+            self.targets.append(InstanceData(
+                bboxes=gt_box_tensor(instances).float(), labels=instances.labels,
+                positive_maps=chunks[0].positive_map.to(device)[instances.labels]))
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=cfg.optim_wrapper.optimizer.lr,
+            weight_decay=cfg.optim_wrapper.optimizer.get('weight_decay', 0))
+
+    def batch_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the normalized images padded to one size (B, 3, H, W) and
+        the padding mask (B, H, W), True outside each image's content."""
+        height = max(image.shape[1] for image in self.images)
+        width = max(image.shape[2] for image in self.images)
+        images = self.images[0].new_zeros((len(self.images), 3, height, width))
+        padding = torch.ones((len(self.images), height, width), dtype=torch.bool,
+                             device=images.device)
+        for index, (image, (content_height, content_width)) in enumerate(
+                zip(self.images, self.content_shapes)):
+            images[index, :, :image.shape[1], :image.shape[2]] = image
+            padding[index, :content_height, :content_width] = False
+        return (images - self.mean) / self.std, padding
+
+    def detection_losses(self, images, padding) -> dict[str, torch.Tensor]:
+        from groundingdino.util.misc import NestedTensor
+
+        outputs = self.dino(NestedTensor(images, padding), captions=self.captions)
+        token_mask = self.dino.tokenizer(self.captions, padding='longest',
+                                         return_tensors='pt').attention_mask.bool()
+        last_layer = GroundingDinoOutputs(
+            layer_logits=outputs['pred_logits'][None], layer_boxes=outputs['pred_boxes'][None],
+            encoder_logits=None, encoder_boxes=None,
+            text_token_mask=token_mask[:, :self.dino.max_text_len].to(images.device))
+        metas = [dict(img_shape=shape) for shape in self.content_shapes]
+        return self.detection_loss(last_layer, self.targets, metas)
+
+    def mask_losses(self, images) -> dict[str, torch.Tensor]:
+        height, width = images.shape[-2:]
+        side = max(height, width)
+        size = self.sam.image_encoder.img_size
+        square = F.interpolate(F.pad(images, (0, side - width, 0, side - height)),
+                               size=(size, size), mode='bilinear', align_corners=False)
+        with torch.set_grad_enabled(self.finetune_sam):
+            embeddings = self.sam.image_encoder(square)
+
+        mask_loss, iou_loss = images.new_zeros(()), images.new_zeros(())
+        for index, (target, sample, (content_height, content_width)) in enumerate(
+                zip(self.targets, self.samples, self.content_shapes)):
+            if len(target) == 0:
+                continue
+            boxes = target.bboxes
+            sides = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
+            boxes = boxes + torch.randn_like(boxes) * sides * self.box_jitter
+            sparse, dense = self.sam.prompt_encoder(points=None, boxes=boxes * size / side,
+                                                    masks=None)
+            logits, iou_predictions = self.sam.mask_decoder(
+                image_embeddings=embeddings[index:index + 1],
+                image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                multimask_output=False)
+            logits = F.interpolate(logits, size=(side, side), mode='bilinear',
+                                   align_corners=False)[:, 0, :content_height, :content_width]
+            gt_masks = sample.gt_instances.masks.to_tensor(torch.float32, images.device)
+            gt_masks = gt_masks[:, :content_height, :content_width]
+            probabilities = logits.sigmoid().flatten(1)
+            flat_masks = gt_masks.flatten(1)
+            dice = 1 - (2 * (probabilities * flat_masks).sum(1) + 1) / (
+                probabilities.sum(1) + flat_masks.sum(1) + 1)
+            mask_loss = mask_loss + F.binary_cross_entropy_with_logits(logits, gt_masks) \
+                + dice.mean()
+            with torch.no_grad():
+                predicted, truth = logits > 0, gt_masks > 0.5
+                iou = (predicted & truth).flatten(1).sum(1) / \
+                    (predicted | truth).flatten(1).sum(1).clamp(min=1)
+            iou_loss = iou_loss + F.mse_loss(iou_predictions[:, 0], iou.float())
+        return {'loss_mask': mask_loss, 'loss_mask_iou': iou_loss}
+
+    def step(self) -> None:
+        images, padding = self.batch_tensors()
+        losses = self.detection_losses(images, padding)
+        losses.update(self.mask_losses(images))
         sum(losses.values()).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
-    return Step(f'training step, plain PyTorch loop ({label})', step, len(batch['inputs']),
+
+def plain_loop_step(cfg, model, label, batch, device) -> Step:
+    """Time `PlainLoop` on the model's networks."""
+    loop = PlainLoop(cfg, model, batch, device)
+    return Step(f'training step, plain PyTorch loop ({label})', loop.step, len(batch['inputs']),
                 dict(variant=label))
 
 
