@@ -134,6 +134,9 @@ test_evaluator = val_evaluator
 
 optim_wrapper = dict(
     type='OptimWrapper',  # tools/train.py switches to AmpOptimWrapper when CUDA exists
+    # MMEngine's default constructor, with one log line for the frozen
+    # parameters instead of a warning for each of them.
+    constructor='TrainableOnlyOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=learning_rate, weight_decay=weight_decay),
     clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(
