@@ -43,6 +43,9 @@ SAM_ARCHITECTURES = {
     # only: official checkpoints do not fit its position embeddings. CPU
     # benchmarks use it where 1024 px would take half a minute per image.
     'vit_b_224': SamArchitecture(768, 12, 12, (2, 5, 8, 11), image_size=224),
+    # The same at 512 px (32 x 32 patches in 14 x 14 windows), for a CPU
+    # benchmark in which the encoder, as in real runs, takes most of a step.
+    'vit_b_512': SamArchitecture(768, 12, 12, (2, 5, 8, 11), image_size=512),
 }
 
 PATCH_SIZE = 16
@@ -54,7 +57,8 @@ def build_sam(backbone: str = 'vit_h', checkpoint: Optional[str] = None,
     """Build SAM with the `segment_anything` classes.
 
     Args:
-        backbone: `vit_h`, `vit_l`, `vit_b` or `tiny`.
+        backbone: `vit_h`, `vit_l`, `vit_b`, `tiny`, or `vit_b_224` or
+            `vit_b_512` (ViT-B at a smaller input, random weights only).
         checkpoint: an official SAM checkpoint (`sam_vit_h_4b8939.pth`, ...)
             or a state dict file in the same format.
         image_size: input size of the image encoder; only the `tiny`
