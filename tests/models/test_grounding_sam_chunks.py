@@ -164,3 +164,32 @@ def test_padded_captions_match_separate_encoding(model):
     assert torch.equal(concatenated.text_token_mask, together.text_token_mask)
     torch.testing.assert_close(actual.layer_logits, expected.layer_logits, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(actual.layer_boxes, expected.layer_boxes, atol=1e-5, rtol=1e-4)
+
+
+def test_matched_boxes_follow_each_caption(model):
+    """With sam_prompts='pred', each instance gets the box its own caption's
+    pass matched, in the image's instance order."""
+    torch.manual_seed(4)
+    inputs = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
+    sample = make_sample([5, 0, 4])
+    passes = model._training_passes([sample])
+    targets = [model._pass_targets(sample, text_pass) for text_pass in passes]
+    model.sam_prompts = 'pred'
+    try:
+        with torch.no_grad():
+            outputs = model._find_boxes(model._image_features(inputs, [sample]), passes)
+            model.detection_loss(outputs, targets,
+                                 [grounding_sam_module.with_content_shape(sample.metainfo)] * 2)
+            per_image = model._matched_boxes(outputs, [sample], passes, targets)
+    finally:
+        model.sam_prompts = 'gt'
+
+    assert [text_pass.chunk_index for text_pass in passes] == [0, 2]
+    assert per_image[0].matched.tolist() == [True, True, True]
+    # Instance 1 (label 0) is in caption 0; instances 0 and 2 (labels 5, 4) in caption 2.
+    for pass_row, instance_rows in ((0, [1]), (1, [0, 2])):
+        query_indices, gt_indices = model.detection_loss.last_layer_matches[pass_row]
+        for query, target_row in zip(query_indices.tolist(), gt_indices.tolist()):
+            box = outputs.layer_boxes[-1, pass_row, query]
+            expected = torch.cat([box[:2] - box[2:] / 2, box[:2] + box[2:] / 2]) * IMAGE_SIZE
+            torch.testing.assert_close(per_image[0].boxes[instance_rows[target_row]], expected)
