@@ -78,11 +78,12 @@ def save_instance_masks(detections: Detections, folder: Path, stem: str) -> None
 def main(argv=None) -> None:
     args = parse_args(argv)
     checkpoint = None if args.checkpoint.lower() == ZERO_SHOT else args.checkpoint
+    # Inputs first: a wrong path should not wait for the model to load.
+    paths = collect_image_paths(args.inputs)
     inferencer = GroundedSAMInferencer(args.config, checkpoint, device=args.device,
                                        score_threshold=args.score_thr,
                                        mask_threshold=args.mask_thr,
                                        cfg_options=args.cfg_options)
-    paths = collect_image_paths(args.inputs)
     categories = inferencer.categories_for(args.texts)
     if args.ann_file:
         image_ids = image_ids_from_annotations(paths, args.ann_file)

@@ -1,6 +1,6 @@
 """Evaluate a Grounded-SAM checkpoint with COCO bbox and segm mAP.
 
-    python tools/test.py configs/gsam_vith.py work_dirs/gsam_vith/best.pth
+    python tools/test.py configs/gsam_vith.py work_dirs/gsam_vith/best_coco_segm_mAP_epoch_N.pth
 
 Prints AP per category for bbox, segm and (with the model's
 `evaluate_gt_boxes`) segm with SAM prompted by the ground-truth boxes.

@@ -126,6 +126,27 @@ class CocoAnnotations:
         for image in self.images:
             yield from image.instances
 
+    def num_training_targets(self) -> int:
+        """Return the number of kept instances that are not ignore regions."""
+        return sum(record.ignore_reason is None for record in self.iter_instances())
+
+    def nothing_to_train_on(self) -> Optional[str]:
+        """Return why a training set made of this file would have no target
+        although the file has annotations, or None.
+
+        A file without any annotation record (negative images only) passes.
+        """
+        if not self.num_file_annotations or self.num_training_targets():
+            return None
+        reasons = [f'{self.num_file_annotations} annotation records in the file']
+        if self.skipped:
+            reasons.append(f"{len(self.skipped)} invalid records dropped by "
+                           "on_bad_annotation='skip'")
+        if self.num_unselected:
+            reasons.append(f'{self.num_unselected} of categories left out by `classes`')
+        return (f'{self.ann_file}: nothing to train on, every kept annotation is an ignore '
+                f'region ({"; ".join(reasons)}); a training set needs at least one object')
+
 
 def load_coco_annotations(ann_file: str, img_dir: str, *,
                           classes: Optional[Sequence[str]] = None,
@@ -350,10 +371,12 @@ def _check_annotations(raw_annotations: list, images: dict, categories: Category
         if len(indices) < 2:
             continue
         image_ids = ', '.join(repr(raw_annotations[index].get('image_id')) for index in indices)
+        positions = ', '.join(str(index) for index in indices)
         for index in indices:
             problems.append(_AnnotationContext(index, raw_annotations[index], images).problem(
                 f'annotation id {annotation_id!r} is used by {len(indices)} annotations '
-                f'(on images {image_ids}); annotation ids must be unique',
+                f'(on images {image_ids}, at positions {positions} of the "annotations" '
+                f'list; this one at {index}); annotation ids must be unique',
                 PROBLEM_ANNOTATION_ID))
             instances.pop(index, None)
     return instances, problems

@@ -6,6 +6,7 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 
+from ..errors import AnnotationError
 from ..fields import (APPLY_EXIF, CATEGORY_IDS, CATEGORY_TEXTS, ON_BAD_ANNOTATION,
                       PROMPT_TEXTS)
 from .coco_file import CocoAnnotations, check_on_bad_annotation, load_coco_annotations
@@ -77,6 +78,9 @@ class CocoWithMasksDataset(CocoDataset):
             self.ann_file, self.image_dir, classes=self._metainfo.get('classes'),
             on_bad_annotation=self.on_bad_annotation)
         log_load_summary(annotations)
+        empty_reason = None if self.test_mode else annotations.nothing_to_train_on()
+        if empty_reason:
+            raise AnnotationError(empty_reason)
         self._set_category_metainfo(annotations)
         return [self._to_data_info(image) for image in annotations.images]
 

@@ -51,6 +51,8 @@ class SplitReport:
             JSON, invalid categories, classes that do not fit).
         problems: one dict per invalid record: kind, image_id, file_name,
             annotation_id and message.
+        no_targets: for a training file, why no object is left to train
+            on once invalid records are dropped; None when some are.
     """
 
     names: list[str]
@@ -59,12 +61,13 @@ class SplitReport:
     on_bad_annotation: str
     error: Optional[str] = None
     problems: list[dict] = field(default_factory=list)
+    no_targets: Optional[str] = None
     statistics: DataStatistics = field(default_factory=DataStatistics)
 
     @property
     def blocks_training(self) -> bool:
         """Whether building this split's dataset would raise."""
-        if self.error is not None:
+        if self.error is not None or self.no_targets is not None:
             return True
         return bool(self.problems) and self.on_bad_annotation == 'error'
 
@@ -117,6 +120,10 @@ def check_split(names: list[str], ann_file: str, img_dir: str, *,
                         'message': problem.message, 'description': problem.describe()}
                        for problem in annotations.skipped]
     report.statistics = collect_statistics(annotations)
+    # Under 'error' the invalid records stop a run first; fixing them may
+    # bring targets back.
+    if 'train' in report.names and (on_bad_annotation == 'skip' or not report.problems):
+        report.no_targets = annotations.nothing_to_train_on()
     return report, annotations
 
 
@@ -201,6 +208,8 @@ def _format_split(split: SplitReport) -> list[str]:
          'classes are left out'),
     ]
     lines += [f'  {count} {text}' for count, text in conversions if count]
+    if split.no_targets is not None:
+        lines += ['  no training targets:', *_indent(split.no_targets, '    ')]
     lines += _format_problems(split)
     return lines
 
@@ -272,13 +281,16 @@ def _format_verdict(report: DatasetReport) -> list[str]:
                     "on_bad_annotation='skip'."]
         return ['Training can start.']
     blocking = [split for split in report.splits if split.blocks_training]
-    count = sum(len(split.problems) for split in blocking)
+    count = sum(len(split.problems) for split in blocking
+                if split.on_bad_annotation == 'error')
     reasons = []
     if count:
         reasons.append(f"fix the {count} invalid records above, or set "
                        "dataset.on_bad_annotation='skip' to drop them")
     if any(split.error for split in blocking):
         reasons.append('fix the file errors above')
+    if any(split.no_targets for split in blocking):
+        reasons.append('give the training set at least one object')
     if report.vocabulary is not None and report.vocabulary.error:
         reasons.append('fix the prompt error above')
     return [f'Training cannot start: {"; ".join(reasons)}.']

@@ -34,7 +34,7 @@ def format_metrics_table(metrics: dict, class_names: Sequence[str],
             left_out += 1
             continue
         rows.append([class_name] + [_format(value) for value in values])
-    rows.append(['mAP (all categories)'] + [_format(metrics[f'{prefix}{name}_mAP'])
+    rows.append(['mAP (categories above)'] + [_format(metrics[f'{prefix}{name}_mAP'])
                                             for _, name in columns])
     table = AsciiTable(rows)
     table.inner_footing_row_border = True

@@ -186,10 +186,21 @@ def build_grounding_dino(config_file: Optional[str] = None,
     for key, value in (overrides or {}).items():
         args[key] = value
     args.text_encoder_type = resolve_model_path(text_encoder)
+    if os.path.isdir(args.text_encoder_type) and \
+            not os.path.isfile(os.path.join(args.text_encoder_type, 'config.json')):
+        raise ConfigError(f'text encoder folder {args.text_encoder_type} has no config.json; '
+                          'give a folder saved by transformers (model and tokenizer files)')
     args.device = 'cpu'
     print_log(f'Building Grounding DINO from {config_path} with text encoder '
               f'{args.text_encoder_type}', logger='current')
-    network = build_model(args)
+    try:
+        network = build_model(args)
+    except OSError as err:
+        raise ConfigError(
+            f'cannot load the text encoder {text_encoder!r} ({err.__class__.__name__}: '
+            f'{str(err).splitlines()[0]}). Without access to the Hugging Face hub, set '
+            "model.dino.text_encoder (the config's text_encoder variable) to a local "
+            'folder holding the model and tokenizer files') from err
     if getattr(network.transformer, 'two_stage_type', 'no') != 'no':
         network.transformer.enc_out_class_embed = ValidProposalClassEmbed(
             network.transformer.enc_out_class_embed)

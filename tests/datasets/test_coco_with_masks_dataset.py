@@ -312,6 +312,36 @@ def test_duplicate_annotation_ids(tmp_path, coco, build_dataset):
     assert 'image 2 (b.jpg), annotation 4: annotation id 4 is used by 2 annotations' in message
 
 
+def test_duplicate_ids_on_one_image_name_positions(tmp_path, coco, build_dataset):
+    ann_file = coco.write(tmp_path, [IMAGE_100], [
+        coco.annotation(4, 1, 1, [1, 1, 5, 5], segmentation=[coco.square(1, 1, 5)]),
+        coco.annotation(4, 1, 1, [2, 2, 5, 5], segmentation=[coco.square(2, 2, 5)])])
+
+    message = error_text(build_dataset, ann_file)
+
+    assert 'at positions 0, 1 of the "annotations" list; this one at 0)' in message
+    assert 'at positions 0, 1 of the "annotations" list; this one at 1)' in message
+
+
+def test_training_set_without_targets_stops(tmp_path, coco, build_dataset):
+    ann_file = coco.write(tmp_path, [IMAGE_100], [
+        coco.annotation(1, 1, 1, [-5, 1, 5, 5], segmentation=[coco.square(1, 1, 5)]),
+        coco.annotation(2, 1, 1, [1, 1, 5, 5], segmentation=[coco.square(1, 1, 5)], iscrowd=1)])
+
+    message = error_text(build_dataset, ann_file, on_bad_annotation='skip')
+
+    assert f'{ann_file}: nothing to train on' in message
+    assert "1 invalid records dropped by on_bad_annotation='skip'" in message
+
+
+def test_evaluation_set_without_targets_loads(tmp_path, coco, build_dataset):
+    ann_file = coco.write(tmp_path, [IMAGE_100], [])
+
+    dataset = build_dataset(ann_file, test_mode=True)
+
+    assert len(dataset) == 1
+
+
 def test_sparse_category_ids_map_to_labels(tmp_path, coco, build_dataset):
     categories = [{'id': 3, 'name': 'apple'}, {'id': 7, 'name': 'pear'},
                   {'id': 90, 'name': 'plum'}]

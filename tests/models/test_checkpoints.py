@@ -74,3 +74,20 @@ def test_sam_rejects_unknown_backbone_and_size():
         build_sam('vit_x')
     with pytest.raises(ConfigError, match='1024 px inputs, got image_size=512'):
         build_sam('vit_b', image_size=512)
+
+
+def test_text_encoder_folder_without_model(tmp_path):
+    with pytest.raises(ConfigError, match=f'text encoder folder {tmp_path} has no config.json'):
+        build_grounding_dino(text_encoder=str(tmp_path))
+
+
+def test_unloadable_text_encoder_names_the_setting():
+    """The tests run with HF_HUB_OFFLINE=1, so the name is looked up in the
+    local cache only."""
+    with pytest.raises(ConfigError) as error:
+        build_grounding_dino(text_encoder='no-such-org/no-such-encoder')
+
+    message = str(error.value)
+    assert "'no-such-org/no-such-encoder'" in message
+    assert 'model.dino.text_encoder' in message
+    assert 'local folder' in message

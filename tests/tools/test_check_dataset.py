@@ -4,6 +4,7 @@ import json
 import pytest
 
 from ..annotation_cases import CASES, write_case
+from ..coco_files import annotation, write_coco
 from ..conftest import REPO_ROOT, TEXT_ENCODER, load_tool
 
 check_dataset = load_tool('check_dataset')
@@ -196,6 +197,21 @@ def test_skip_switch_lets_training_start(tmp_path, capsys):
     assert "problems: 3 (on_bad_annotation='skip' drops the records involved)" in output
     assert "Training can start: 3 invalid records are dropped by on_bad_annotation='skip'." \
         in output
+
+
+def test_skip_that_leaves_nothing_stops(tmp_path, capsys):
+    images = [{'id': 1, 'file_name': 'a.png', 'width': 64, 'height': 48}]
+    ann_file = write_coco(tmp_path, images, [annotation(1, 1, 1, [1, 1, -5, 5])])
+
+    status = check_dataset.main(['--annotations', str(ann_file), '--images', str(tmp_path),
+                                 '--text-encoder', TEXT_ENCODER, '--no-progress',
+                                 '--on-bad-annotation', 'skip'])
+
+    output = capsys.readouterr().out
+    assert status == 1
+    assert 'no training targets:' in output
+    assert 'nothing to train on' in output
+    assert 'Training cannot start: give the training set at least one object.' in output
 
 
 def test_text_report_groups_problems(tmp_path, capsys):
