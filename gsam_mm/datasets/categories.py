@@ -59,7 +59,8 @@ class CategoryTable:
 def resolve_categories(ann_file: str, raw_categories: Optional[list],
                        raw_annotations: list, *,
                        classes: Optional[Sequence[str]] = None,
-                       category_ids: Optional[Sequence[Any]] = None) -> CategoryTable:
+                       category_ids: Optional[Sequence[Any]] = None,
+                       prompt_problems: Optional[list[str]] = None) -> CategoryTable:
     """Select the labelled categories of a file and check their prompt texts.
 
     Args:
@@ -74,17 +75,21 @@ def resolve_categories(ann_file: str, raw_categories: Optional[list],
         category_ids: ids to select, in label order. Takes precedence over
             `classes` for the selection; used by the metric to reproduce
             a dataset's labels exactly.
+        prompt_problems: when given, empty or shared prompt texts are
+            appended to it instead of raising, so that a report can go on
+            to check the annotations (each category keeps its own label).
 
     Raises:
-        AnnotationError: on invalid or duplicate category records, or when
-            two selected categories have the same prompt text.
+        AnnotationError: on invalid or duplicate category records, when no
+            category is left, or when two selected categories have the same
+            prompt text and `prompt_problems` is None.
         ConfigError: when `classes` or `category_ids` do not fit the file.
     """
     if raw_categories is None:
         table = _infer_categories(ann_file, raw_annotations, classes, category_ids)
     else:
         table = _read_categories(ann_file, raw_categories, classes, category_ids)
-    _check_prompt_texts(ann_file, table.selected)
+    _check_prompt_texts(ann_file, table.selected, prompt_problems)
     return table
 
 
@@ -204,8 +209,10 @@ def _select_by_name(ann_file: str, candidates: list[Category],
     return selected
 
 
-def _check_prompt_texts(ann_file: str, selected: list[Category]) -> None:
-    """Raise when a prompt text is empty or shared by two categories."""
+def _check_prompt_texts(ann_file: str, selected: list[Category],
+                        deferred: Optional[list[str]] = None) -> None:
+    """Raise when no category is selected, or when a prompt text is empty or
+    shared by two categories (appended to `deferred` instead when given)."""
     problems = []
     for category in selected:
         if not category.text:
@@ -218,6 +225,9 @@ def _check_prompt_texts(ann_file: str, selected: list[Category]) -> None:
         problems.append(f'categories {sharing} share the prompt text {text!r}; '
                         'each category needs a distinct name (merge them into '
                         'one category or rename one)')
+    if selected and deferred is not None:
+        deferred.extend(problems)
+        return
     if not selected:
         problems.append('no category is left to train on; the file needs at '
                         'least one category that is not a placeholder '

@@ -153,7 +153,8 @@ def load_coco_annotations(ann_file: str, img_dir: str, *,
                           category_ids: Optional[Sequence[Any]] = None,
                           on_bad_annotation: str = 'error',
                           check_image_files: bool = True,
-                          progress: Optional[Callable[[list], Iterable]] = None
+                          progress: Optional[Callable[[list], Iterable]] = None,
+                          prompt_problems: Optional[list[str]] = None
                           ) -> CocoAnnotations:
     """Read, validate and convert a COCO file.
 
@@ -172,6 +173,8 @@ def load_coco_annotations(ann_file: str, img_dir: str, *,
             are still needed for images without width and height.
         progress: wraps the list of image records while their files are
             checked, for example `tqdm`.
+        prompt_problems: collects empty or shared category prompt texts
+            instead of raising (see `resolve_categories`).
 
     Raises:
         AnnotationError: on invalid records under 'error', and always on a
@@ -183,7 +186,8 @@ def load_coco_annotations(ann_file: str, img_dir: str, *,
     content = _read_json(ann_file)
     raw_annotations = content.get('annotations', [])
     categories = resolve_categories(ann_file, content.get('categories'), raw_annotations,
-                                    classes=classes, category_ids=category_ids)
+                                    classes=classes, category_ids=category_ids,
+                                    prompt_problems=prompt_problems)
 
     raw_images = content['images'] if progress is None else progress(content['images'])
     images, problems = _check_images(raw_images, img_dir, check_image_files)

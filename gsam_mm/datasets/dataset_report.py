@@ -53,6 +53,8 @@ class SplitReport:
             annotation_id and message.
         no_targets: for a training file, why no object is left to train
             on once invalid records are dropped; None when some are.
+        category_problems: categories whose prompt texts are empty or
+            shared; they stop training, and the records are checked anyway.
     """
 
     names: list[str]
@@ -62,12 +64,13 @@ class SplitReport:
     error: Optional[str] = None
     problems: list[dict] = field(default_factory=list)
     no_targets: Optional[str] = None
+    category_problems: list[str] = field(default_factory=list)
     statistics: DataStatistics = field(default_factory=DataStatistics)
 
     @property
     def blocks_training(self) -> bool:
         """Whether building this split's dataset would raise."""
-        if self.error is not None or self.no_targets is not None:
+        if self.error is not None or self.no_targets is not None or self.category_problems:
             return True
         return bool(self.problems) and self.on_bad_annotation == 'error'
 
@@ -110,7 +113,8 @@ def check_split(names: list[str], ann_file: str, img_dir: str, *,
                          on_bad_annotation=on_bad_annotation)
     try:
         annotations = load_coco_annotations(ann_file, img_dir, classes=classes,
-                                            on_bad_annotation='skip', progress=progress)
+                                            on_bad_annotation='skip', progress=progress,
+                                            prompt_problems=report.category_problems)
     except (AnnotationError, ConfigError) as err:
         report.error = str(err)
         return report, None
@@ -208,6 +212,10 @@ def _format_split(split: SplitReport) -> list[str]:
          'classes are left out'),
     ]
     lines += [f'  {count} {text}' for count, text in conversions if count]
+    if split.category_problems:
+        lines.append(f'  category problems: {len(split.category_problems)} (training stops '
+                     'on them)')
+        lines += [f'    - {problem}' for problem in split.category_problems]
     if split.no_targets is not None:
         lines += ['  no training targets:', *_indent(split.no_targets, '    ')]
     lines += _format_problems(split)
@@ -289,6 +297,8 @@ def _format_verdict(report: DatasetReport) -> list[str]:
                        "dataset.on_bad_annotation='skip' to drop them")
     if any(split.error for split in blocking):
         reasons.append('fix the file errors above')
+    if any(split.category_problems for split in blocking):
+        reasons.append('fix the category problems above')
     if any(split.no_targets for split in blocking):
         reasons.append('give the training set at least one object')
     if report.vocabulary is not None and report.vocabulary.error:

@@ -108,8 +108,8 @@ def find_contained_texts(texts: list[str]) -> list[tuple[str, str]]:
 
 def _add_token_counts(report: VocabularyReport, texts: list[str], tokenizer: Any) -> None:
     """Fill the caption split and each category's caption and token span."""
-    report.caption_tokens = count_caption_tokens(build_caption(texts), tokenizer)
     try:
+        report.caption_tokens = count_caption_tokens(build_caption(texts), tokenizer)
         chunks = split_prompt(texts, tokenizer, report.max_text_len, report.max_prompt_tokens)
     except PromptError as err:
         report.error = str(err)

@@ -110,9 +110,12 @@ def expect_c13(report):
 
 
 def expect_c14(report):
-    error = report['splits'][0]['error']
-    assert "categories 1 ('car'), 5 ('car') share the prompt text 'car'" in error
-    assert report['vocabulary'] is None
+    split = report['splits'][0]
+    assert split['error'] is None
+    assert len(split['category_problems']) == 1
+    assert "categories 1 ('car'), 5 ('car') share the prompt text 'car'" \
+        in split['category_problems'][0]
+    assert statistics(report)['num_instances'] > 0  # the records are checked anyway
 
 
 def expect_c15(report):
@@ -212,6 +215,24 @@ def test_skip_that_leaves_nothing_stops(tmp_path, capsys):
     assert 'no training targets:' in output
     assert 'nothing to train on' in output
     assert 'Training cannot start: give the training set at least one object.' in output
+
+
+def test_category_problem_does_not_hide_records(tmp_path, capsys):
+    images = [{'id': 1, 'file_name': 'a.png', 'width': 64, 'height': 48}]
+    categories = [{'id': 1, 'name': 'car'}, {'id': 2, 'name': 'Car'}]
+    ann_file = write_coco(tmp_path, images, [annotation(1, 1, 1, [1, 1, 10, 10]),
+                                             annotation(2, 1, 2, [1, 1, -5, 5]),
+                                             annotation(3, 99, 1, [1, 1, 5, 5])], categories)
+
+    status = check_dataset.main(['--annotations', str(ann_file), '--images', str(tmp_path),
+                                 '--text-encoder', TEXT_ENCODER, '--no-progress'])
+
+    output = capsys.readouterr().out
+    assert status == 1
+    assert 'category problems: 1 (training stops on them)' in output
+    assert "categories 1 ('car'), 2 ('Car') share the prompt text 'car'" in output
+    assert 'problems: 2 (training stops on them)' in output
+    assert 'fix the category problems above' in output
 
 
 def test_text_report_groups_problems(tmp_path, capsys):
