@@ -32,7 +32,7 @@ from ..engine.hooks.epoch_checkpoint_hook import (TRAINABLE_ONLY_META_KEY,
 from ..engine.runner_setup import innermost_dataset
 from ..errors import ConfigError, InputError, PromptError
 from ..fields import CATEGORY_IDS, CATEGORY_TEXTS, PROMPT_TEXTS
-from ..prompt import CATEGORY_SEPARATOR, normalize_category_name
+from ..prompt import CATEGORY_SEPARATOR, find_duplicate_texts, normalize_category_name
 
 # Pipeline steps that read from disk; the inferencer decodes images itself
 # and has no annotations.
@@ -69,7 +69,8 @@ class PromptCategories:
         numbered 1, 2, ... in the given order.
 
         Raises:
-            PromptError: when no phrase is left after normalization.
+            PromptError: when no phrase is left after normalization, or a
+                phrase occurs twice.
         """
         phrases = texts.split(CATEGORY_SEPARATOR.strip()) if isinstance(texts, str) else texts
         normalized = [normalize_category_name(phrase) for phrase in phrases]
@@ -77,6 +78,10 @@ class PromptCategories:
         if not normalized:
             raise PromptError(f'the prompt {texts!r} contains no phrase; give phrases '
                               'separated by " . ", e.g. "crack . rust"')
+        repeated = find_duplicate_texts(normalized)
+        if repeated:
+            raise PromptError(f'the prompt {texts!r} repeats {repeated}; give each phrase once, '
+                              'because every phrase becomes one category')
         return cls(names=tuple(normalized), texts=tuple(normalized),
                    category_ids=tuple(range(1, len(normalized) + 1)), from_dataset=False)
 

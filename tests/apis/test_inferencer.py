@@ -110,6 +110,11 @@ def test_empty_prompt_rejected():
         PromptCategories.from_free_text(' . ')
 
 
+def test_repeated_phrase_is_rejected():
+    with pytest.raises(PromptError, match=r"repeats \['person'\]; give each phrase once"):
+        PromptCategories.from_free_text('person . Person')
+
+
 def test_trainable_only_checkpoint_loads(inferencer, demo_checkpoint, demo_data, tmp_path):
     contents = torch.load(demo_checkpoint, map_location='cpu', weights_only=False)
     frozen = [name for name, parameter in inferencer.model.named_parameters()
