@@ -105,12 +105,12 @@ param_scheduler = [
          milestones=[int(max_epochs * 0.8)], gamma=0.1),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
-# A fixed seed makes the random initial weights the same in every run. The
-# seed alone does not make the numbers repeatable: some CPU kernels sum in an
-# order that depends on how the threads are scheduled, and training from
-# random weights amplifies those last-digit differences (one run under load
-# ended at bbox mAP 0.29 where a quiet run ended at 0.02). Deterministic
-# algorithms gave the same losses with and without load on this machine.
+# A fixed seed makes the random initial weights the same in every run, but
+# it does not make the numbers repeatable. Some CPU kernels sum in an order
+# that depends on thread scheduling, and training from random weights
+# amplifies those last-digit differences: one run under load ended at bbox
+# mAP 0.29 where a quiet run ended at 0.02. With deterministic algorithms,
+# runs with and without load gave the same losses on a 2-core machine.
 randomness = dict(seed=0, deterministic=True)
 log_processor = dict(window_size=repeat_times)
 default_hooks = dict(

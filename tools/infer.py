@@ -94,9 +94,9 @@ def main(argv=None) -> None:
     out_dir = Path(args.out_dir)
     overlay_dir = out_dir / 'overlays'
     mask_dir = out_dir / 'masks'
-    for folder, wanted in ((out_dir, True), (overlay_dir, not args.no_overlays),
-                           (mask_dir, args.save_masks)):
-        if wanted:
+    for folder, requested in ((out_dir, True), (overlay_dir, not args.no_overlays),
+                              (mask_dir, args.save_masks)):
+        if requested:
             os.makedirs(folder, exist_ok=True)
     print_log(f'{len(paths)} images, prompt {list(categories.texts)}, writing to {out_dir}',
               logger='current')

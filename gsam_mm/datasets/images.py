@@ -19,7 +19,8 @@ _HIGH_BIT_DEPTH_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F')
 
 @dataclass(frozen=True)
 class ImageHeader:
-    """What an image file's header says, before any pixel is decoded.
+    """Size, mode and orientation from an image file's header, read before
+    any pixel is decoded.
 
     Attributes:
         stored_width: width of the pixels as stored in the file.

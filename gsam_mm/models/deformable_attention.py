@@ -11,6 +11,9 @@ therefore replaces the module attribute with
 ``MultiScaleDeformableAttnFunction`` kernel and all other tensors to the
 original function, so CPU results stay exactly as before.
 
+NOTE: the CUDA branch has only been tested with mocks of the kernel; it has
+not run on a GPU yet.
+
 Shape letters: B images, K keys (the sum of H*W over the levels), M heads,
 D channels per head, Q queries, L levels, P sampling points per level.
 """

@@ -5,10 +5,10 @@ so each embedding is computed once and then read back. Entries live in
 process memory up to a budget, and in a folder on disk when one is
 configured.
 
-An entry's key names the image file (its path and `os.stat` size and
-modification time, or a hash of its bytes) and the geometry the pipeline
-recorded in the data sample's metainfo (`GEOMETRY_META_KEYS`), plus the
-canvas size the batch was padded to. Each entry also stores a checksum of
+An entry's key names the image file: its path with its `os.stat` size and
+modification time, or a hash of its bytes. The key also holds the geometry
+the pipeline recorded in the data sample's metainfo (`GEOMETRY_META_KEYS`)
+and the canvas size the batch was padded to. Each entry also stores a checksum of
 the exact SAM input it was computed from (`input_checksums`), and a lookup
 whose input has another checksum is served from the encoder instead. That
 catches pipelines whose random steps (colour jitter, crops, flips not listed
@@ -54,7 +54,7 @@ KEY_BY_CONTENT = 'content'
 FINGERPRINT_FILE = 'fingerprint.json'
 
 # Elements per parameter that enter the fingerprint. Official checkpoints
-# differ in every element, so a sample tells them apart without hashing
+# differ in every element, so a sample distinguishes them without hashing
 # 2.5 GB of ViT-H weights at start-up.
 FINGERPRINT_SAMPLE = 4096
 
@@ -180,8 +180,8 @@ class SamEmbeddingCache:
             embedding is rounded to it before use as well, so the first epoch
             gets the same values as the later ones.
         key_by: `stat` keys an image by its path, size and modification
-            time; `content` by a SHA-256 of its bytes, which survives copying
-            the data set elsewhere.
+            time. `content` keys it by a SHA-256 of its bytes, so the key
+            survives copying the data set elsewhere.
         description: what the fingerprint records about the encoder besides
             its weights, e.g. backbone, input size and checkpoint path.
 
@@ -413,7 +413,7 @@ class SamEmbeddingCache:
             record = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as err:  # noqa: BLE001
             # A damaged file fails in pickle, zip or torch code with many
-            # exception types, and recomputing is always safe.
+            # exception types. Recomputing the embedding replaces the entry.
             self._warn_once('read', f'SAM embedding cache: cannot read {path} ({err}); the '
                             'embedding is recomputed and the file rewritten. Further read '
                             'errors are counted, not logged.')

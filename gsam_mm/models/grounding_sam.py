@@ -307,7 +307,7 @@ class GroundingSAM(BaseDetector):
         """Pair each image with the caption chunks that hold its categories.
 
         An image without objects gets one chunk, taken in turn, so that
-        every caption also sees negative images.
+        every caption also trains on negative images.
         """
         passes = []
         for image_index, sample in enumerate(data_samples):
@@ -536,7 +536,7 @@ class GroundingSAM(BaseDetector):
         `gt_box_pred_instances` in original image pixels.
 
         Ground truth must be in original pixels, as it is when the test
-        pipeline loads annotations after `Resize`; other samples are skipped
+        pipeline loads annotations after `Resize`. Other samples are skipped
         and counted in one warning.
         """
         scale = sam_input_size(self.sam) / max(input_shape)
