@@ -88,7 +88,8 @@ val_dataloader = dict(
     dataset=dict(data_root=data_root, ann_file=val_ann_file,
                  data_prefix=dict(img=val_image_dir), pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + val_ann_file)
+val_evaluator = dict(data_root=data_root, ann_file=val_ann_file,
+                     data_prefix=dict(img=val_image_dir))
 test_evaluator = val_evaluator
 
 optim_wrapper = dict(

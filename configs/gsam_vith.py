@@ -5,7 +5,9 @@
 # place that uses them.
 
 # Data: a COCO file with boxes and masks, and the folder its file_name values
-# are relative to. Evaluation uses the training data unless set apart.
+# are relative to, for training and for evaluation. tools/train.py's
+# --annotations and --images replace both, unless --val-annotations and
+# --val-images set evaluation apart.
 data_root = 'data/coco/'
 train_ann_file = 'annotations/instances_train.json'
 train_image_dir = 'images/'
@@ -125,9 +127,13 @@ val_dataloader = dict(
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
+# The same paths as the evaluated dataset: the metric reads the annotation file
+# again, and the image folder for `mask_path` masks and missing image sizes.
 val_evaluator = dict(
     type='CocoWithMasksMetric',
-    ann_file=data_root + val_ann_file,
+    data_root=data_root,
+    ann_file=val_ann_file,
+    data_prefix=dict(img=val_image_dir),
     metric=['bbox', 'segm'],
     classwise=True)
 test_evaluator = val_evaluator

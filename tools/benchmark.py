@@ -23,12 +23,20 @@ steadier number on a machine shared with other jobs):
 - one epoch over the training dataloader with the cache off and on, after
   an untimed epoch that fills the cache, when the encoder is frozen.
 
+On CUDA every row runs at the precision training uses: the rows that call
+the model directly enter the same autocast as the config's
+`AmpOptimWrapper` (bfloat16 on GPUs that compute it natively), and the
+plain loop uses it too, with the same optimizer settings (`fused=True`).
+`--rows` picks groups of rows, for example `--rows parts` to time the
+networks alone.
+
 Peak memory is `torch.cuda.max_memory_allocated` on CUDA. On the CPU it is
 the process's peak resident set size (RSS) during an iteration, and its
 rise over the RSS when the iteration started (see `PeakMemory`). Each row
 reports the highest of its iterations.
 """
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -40,7 +48,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -61,6 +69,8 @@ from gsam_mm.models.grounding_sam import content_shape, gt_box_tensor, prompt_te
 from gsam_mm.models.sam_attention import ATTENTION_KINDS, ATTENTION_SDPA  # noqa: E402
 
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE') if hasattr(os, 'sysconf') else 4096
+# Groups of rows that --rows selects.
+ROW_GROUPS = ('pipeline', 'parts', 'steps', 'epochs')
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,6 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="torch's CPU threads (default: torch's choice). With one thread "
                         'the CPU time is not inflated by threads that spin while they wait '
                         'for a core other jobs hold')
+    parser.add_argument('--rows', nargs='+', choices=ROW_GROUPS, default=list(ROW_GROUPS),
+                        help='groups of rows to time: the data pipeline, the network parts, '
+                        'the whole training steps, the epochs (default: all)')
     parser.add_argument('--out', help='JSON file for the results')
     parser.set_defaults(launcher='none')
     add_shortcut_arguments(parser)
@@ -168,6 +181,22 @@ class PeakMemory:
             peak = max(peak, self._rss_bytes())
         self.peak_mib = peak / 2**20
         self.rise_mib = (peak - start) / 2**20
+
+
+def autocast_dtype(cfg, device: torch.device) -> Optional[torch.dtype]:
+    """Return the dtype that the config's `AmpOptimWrapper` autocasts to in
+    `train_step`, or None when it runs in float32 (always on the CPU)."""
+    if device.type != 'cuda' or cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
+        return None
+    return getattr(torch, cfg.optim_wrapper.get('dtype') or 'float16')
+
+
+def autocast(dtype: Optional[torch.dtype]) -> ContextManager:
+    """Return a context that autocasts CUDA operations to `dtype`, or one
+    that changes nothing when `dtype` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type='cuda', dtype=dtype)
 
 
 def synchronize(device: torch.device) -> None:
@@ -276,7 +305,7 @@ def pipeline_step(cfg) -> Step:
                 dict(num_workers=cfg.train_dataloader.num_workers))
 
 
-def dino_step(model, batch) -> Step:
+def dino_step(model, batch, dtype: Optional[torch.dtype]) -> Step:
     data = model.data_preprocessor(batch, training=True)
 
     def step() -> None:
@@ -284,7 +313,8 @@ def dino_step(model, batch) -> Step:
         # Without masks, `loss` computes Grounding DINO's losses only.
         return_masks, model.return_masks = model.return_masks, False
         try:
-            losses = model.loss(data['inputs'], data['data_samples'])
+            with autocast(dtype):
+                losses = model.loss(data['inputs'], data['data_samples'])
         finally:
             model.return_masks = return_masks
         sum(losses.values()).backward()
@@ -292,14 +322,14 @@ def dino_step(model, batch) -> Step:
     return Step('Grounding DINO forward + backward', step, len(data['inputs']))
 
 
-def encoder_steps(models, batch) -> list[Step]:
+def encoder_steps(models, batch, dtype: Optional[torch.dtype]) -> list[Step]:
     steps = []
     for label, model in models.items():
         data = model.data_preprocessor(batch, training=True)
         samples = data['data_samples'] if 'cache on' in label else None
 
         def step(model=model, data=data, samples=samples) -> None:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(dtype):
                 model.extract_feat(data['inputs'], samples)
 
         steps.append(Step(f'SAM encoder forward ({label})', step, len(data['inputs']),
@@ -307,12 +337,13 @@ def encoder_steps(models, batch) -> list[Step]:
     return steps
 
 
-def decoder_step(model, batch) -> Step:
+def decoder_step(model, batch, dtype: Optional[torch.dtype]) -> Step:
     data = model.data_preprocessor(batch, training=True)
 
     def step() -> None:
         model.zero_grad(set_to_none=True)
-        losses = model._mask_losses(data['inputs'], data['data_samples'])
+        with autocast(dtype):
+            losses = model._mask_losses(data['inputs'], data['data_samples'])
         sum(losses.values()).backward()
 
     return Step('SAM decoder step (embeddings from warm cache)', step, len(data['inputs']))
@@ -341,10 +372,13 @@ class PlainLoop:
     layer alone; ours adds the other layers and the proposals. SAM's
     encoder, prompt encoder and mask decoder are called directly on jittered
     ground-truth boxes, with an inline BCE + Dice loss. Nothing is cached
-    and no MMEngine code runs; the optimizer is `torch.optim.AdamW`.
+    and no MMEngine code runs; the optimizer is `torch.optim.AdamW`, fused
+    when the config's is. Under float16 autocast a `GradScaler` scales the
+    loss, as PyTorch's AMP examples do. bfloat16 needs no scaling.
     """
 
-    def __init__(self, cfg, model, batch: dict, device: torch.device) -> None:
+    def __init__(self, cfg, model, batch: dict, device: torch.device,
+                 dtype: Optional[torch.dtype] = None) -> None:
         preprocessor = cfg.model.data_preprocessor
         self.mean = torch.tensor(preprocessor.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(preprocessor.std, device=device).view(1, 3, 1, 1)
@@ -368,10 +402,12 @@ class PlainLoop:
             self.targets.append(InstanceData(
                 bboxes=gt_box_tensor(instances).float(), labels=instances.labels,
                 positive_maps=chunks[0].positive_map.to(device)[instances.labels]))
+        optimizer = cfg.optim_wrapper.optimizer
         self.optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],
-            lr=cfg.optim_wrapper.optimizer.lr,
-            weight_decay=cfg.optim_wrapper.optimizer.get('weight_decay', 0))
+            [p for p in model.parameters() if p.requires_grad], lr=optimizer.lr,
+            weight_decay=optimizer.get('weight_decay', 0), fused=optimizer.get('fused'))
+        self.dtype = dtype
+        self.scaler = torch.amp.GradScaler('cuda') if dtype == torch.float16 else None
 
     def batch_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the normalized images padded to one size (B, 3, H, W) and
@@ -442,17 +478,24 @@ class PlainLoop:
         return {'loss_mask': mask_loss, 'loss_mask_iou': iou_loss}
 
     def step(self) -> None:
-        images, padding = self.batch_tensors()
-        losses = self.detection_losses(images, padding)
-        losses.update(self.mask_losses(images))
-        sum(losses.values()).backward()
-        self.optimizer.step()
+        with autocast(self.dtype):
+            images, padding = self.batch_tensors()
+            losses = self.detection_losses(images, padding)
+            losses.update(self.mask_losses(images))
+        loss = sum(losses.values())
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def plain_loop_step(cfg, model, label, batch, device) -> Step:
+def plain_loop_step(cfg, model, label, batch, device, dtype: Optional[torch.dtype]) -> Step:
     """Time `PlainLoop` on the model's networks."""
-    loop = PlainLoop(cfg, model, batch, device)
+    loop = PlainLoop(cfg, model, batch, device, dtype)
     return Step(f'training step, plain PyTorch loop ({label})', loop.step, len(batch['inputs']),
                 dict(variant=label))
 
@@ -537,17 +580,24 @@ def main(argv=None) -> None:
     batch = first_batch(cfg)
     reference = models[f'{ATTENTION_SDPA}, cache off']
     cached = models.get(f'{ATTENTION_SDPA}, cache on')
+    dtype = autocast_dtype(cfg, device)
 
-    rows = time_steps([pipeline_step(cfg)], args.warmup, args.iterations, torch.device('cpu'))
-    parts = [dino_step(reference, batch), *encoder_steps(models, batch)]
-    if cached is not None:
-        parts.append(decoder_step(cached, batch))
-    rows += time_steps(parts, args.warmup, args.iterations, device)
-    whole_steps = train_steps(cfg, models, batch)
-    for label in (f'{ATTENTION_SDPA}, cache off', 'original, cache off'):
-        whole_steps.append(plain_loop_step(cfg, models[label], label, batch, device))
-    rows += time_steps(whole_steps, args.warmup, args.iterations, device)
-    if args.epoch_iterations > 0:
+    rows = []
+    if 'pipeline' in args.rows:
+        rows += time_steps([pipeline_step(cfg)], args.warmup, args.iterations,
+                           torch.device('cpu'))
+    if 'parts' in args.rows:
+        parts = [dino_step(reference, batch, dtype), *encoder_steps(models, batch, dtype)]
+        if cached is not None:
+            parts.append(decoder_step(cached, batch, dtype))
+        rows += time_steps(parts, args.warmup, args.iterations, device)
+    if 'steps' in args.rows:
+        whole_steps = train_steps(cfg, models, batch)
+        for label in (f'{ATTENTION_SDPA}, cache off', 'original, cache off'):
+            whole_steps.append(plain_loop_step(cfg, models[label], label, batch, device,
+                                               dtype))
+        rows += time_steps(whole_steps, args.warmup, args.iterations, device)
+    if 'epochs' in args.rows and args.epoch_iterations > 0:
         # One untimed epoch fills the cache before the timed ones.
         rows += time_steps(epoch_steps(cfg, models), 1, args.epoch_iterations, device)
 
@@ -558,6 +608,8 @@ def main(argv=None) -> None:
     if args.out:
         report = dict(config=args.config, cfg_options=args.cfg_options,
                       batch_size=cfg.train_dataloader.batch_size,
+                      autocast=str(dtype).removeprefix('torch.') if dtype else None,
+                      optimizer=cfg.optim_wrapper.optimizer.to_dict(),
                       machine=machine_description(device), rows=rows, ratios=summary)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2, default=str))

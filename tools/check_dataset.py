@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmengine.config import Config, DictAction  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from gsam_mm.datasets.coco_file import join_data_root  # noqa: E402
 from gsam_mm.datasets.dataset_report import (DatasetReport, check_split,  # noqa: E402
                                              format_report)
 from gsam_mm.datasets.vocabulary_report import check_vocabulary  # noqa: E402
@@ -92,9 +93,9 @@ def sources_from_config(cfg: Config) -> list[DataSource]:
             continue
         dataset = innermost_dataset(cfg[dataloader]['dataset'])
         data_root = dataset.get('data_root') or ''
-        ann_file = _join(data_root, dataset['ann_file'])
+        ann_file = join_data_root(data_root, dataset['ann_file'])
         prefix = dataset.get('data_prefix') or {}
-        img_dir = _join(data_root, prefix.get('img', prefix.get('img_path', '')))
+        img_dir = join_data_root(data_root, prefix.get('img', prefix.get('img_path', '')))
         classes = (dataset.get('metainfo') or {}).get('classes')
         classes = tuple(classes) if classes else None
         key = (osp.abspath(ann_file), osp.abspath(img_dir), classes)
@@ -103,10 +104,6 @@ def sources_from_config(cfg: Config) -> list[DataSource]:
                                       dataset.get('on_bad_annotation', 'error'))
         sources[key].names.append(dataloader.removesuffix('_dataloader'))
     return list(sources.values())
-
-
-def _join(root: str, path: str) -> str:
-    return path if not root or osp.isabs(path) else osp.join(root, path)
 
 
 def prompt_settings_from_config(cfg: Config) -> PromptSettings:

@@ -53,14 +53,14 @@ class PromptCategories:
             the user's phrases).
         texts: prompt text of each label, as the model reads it.
         category_ids: COCO `category_id` of each label: the dataset's own
-            ids for training categories, 1-based phrase positions for free
-            text.
+            ids for training categories (int or str, as in the file), 1-based
+            phrase positions for free text.
         from_dataset: whether the categories are the training categories.
     """
 
     names: tuple[str, ...]
     texts: tuple[str, ...]
-    category_ids: tuple[int, ...]
+    category_ids: tuple[Union[int, str], ...]
     from_dataset: bool
 
     @classmethod
@@ -91,8 +91,8 @@ class PromptCategories:
         names = tuple(meta['classes'])
         texts = tuple(meta.get(CATEGORY_TEXTS) or
                       (normalize_category_name(name) for name in names))
-        category_ids = tuple(int(value) for value in
-                             meta.get(CATEGORY_IDS) or range(1, len(names) + 1))
+        # Ids keep the file's type: COCO files may use strings.
+        category_ids = tuple(meta.get(CATEGORY_IDS) or range(1, len(names) + 1))
         return cls(names=names, texts=texts, category_ids=category_ids, from_dataset=True)
 
 
@@ -222,10 +222,10 @@ class GroundedSAMInferencer:
             check_image_files=False)
         selected = annotations.categories.selected
         print_log(f'Training categories from {ann_file}: {len(selected)}', logger='current')
-        return PromptCategories(names=tuple(category.name for category in selected),
-                                texts=tuple(category.text for category in selected),
-                                category_ids=tuple(category.id for category in selected),
-                                from_dataset=True)
+        return PromptCategories.from_dataset_meta({
+            'classes': [category.name for category in selected],
+            CATEGORY_TEXTS: [category.text for category in selected],
+            CATEGORY_IDS: [category.id for category in selected]})
 
     # ---------------------------------------------------------- inference
     def categories_for(self, texts: Union[None, str, Sequence[str]]) -> PromptCategories:

@@ -205,6 +205,14 @@ def load_coco_annotations(ann_file: str, img_dir: str, *,
     return result
 
 
+def join_data_root(data_root: str, path: str) -> str:
+    """Join a config path with its `data_root`, as MMEngine's BaseDataset
+    does: absolute paths and an empty root leave the path unchanged."""
+    if data_root and not osp.isabs(path):
+        return osp.join(data_root, path)
+    return path
+
+
 def check_on_bad_annotation(value: str) -> None:
     """Raise `ConfigError` unless `value` is one of `ON_BAD_ANNOTATION_CHOICES`."""
     if value not in ON_BAD_ANNOTATION_CHOICES:

@@ -14,6 +14,7 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
+from ..datasets.coco_file import join_data_root
 from ..errors import ConfigError
 from ..models.embedding_cache import resolve_work_dir
 
@@ -88,16 +89,38 @@ def innermost_dataset(dataset: dict) -> dict:
 
 def _set_dataset(cfg: Config, dataloader: str, evaluator: Optional[str],
                  ann_file: Optional[str], image_dir: Optional[str]) -> None:
+    """Point one dataloader's dataset, and the evaluator that scores it, at
+    the given annotation file and image folder.
+
+    The paths become absolute and `data_root` empty; a path that was not
+    given keeps its old location, joined with the old `data_root`. The
+    evaluator gets the dataset's paths: it reads the same file, and a
+    `CocoWithMasksMetric` also reads the image folder (for `mask_path`
+    masks and for image sizes missing from the file).
+    """
+    if ann_file is None and image_dir is None:
+        return
     dataset = innermost_dataset(cfg[dataloader]['dataset'])
+    data_root = dataset.get('data_root') or ''
     if ann_file is not None:
-        # Absolute paths make data_root irrelevant for the annotation file.
         dataset['ann_file'] = str(Path(ann_file).resolve())
-        if evaluator is not None:
-            cfg[evaluator]['ann_file'] = str(Path(ann_file).resolve())
+    else:
+        dataset['ann_file'] = join_data_root(data_root, dataset['ann_file'])
     if image_dir is not None:
         dataset['data_prefix'] = dict(img=str(Path(image_dir).resolve()) + os.sep)
-    if ann_file is not None or image_dir is not None:
-        dataset['data_root'] = ''
+    else:
+        dataset['data_prefix'] = {key: join_data_root(data_root, value) for key, value
+                                  in (dataset.get('data_prefix') or {}).items()}
+    dataset['data_root'] = ''
+    if evaluator is None:
+        return
+    metrics = cfg[evaluator] if isinstance(cfg[evaluator], list) else [cfg[evaluator]]
+    for metric in metrics:
+        if metric.get('type') == 'CocoWithMasksMetric':
+            metric.update(data_root='', ann_file=dataset['ann_file'],
+                          data_prefix=dict(dataset['data_prefix']))
+        elif 'ann_file' in metric:
+            metric['ann_file'] = dataset['ann_file']
 
 
 def set_data_paths(cfg: Config, annotations: Optional[str], images: Optional[str],

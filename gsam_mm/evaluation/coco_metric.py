@@ -1,6 +1,5 @@
 """COCO box and mask AP with ground truth from the validated annotation loader."""
 import logging
-import os.path as osp
 from typing import Any, Optional, Sequence, Union
 
 from mmdet.datasets.api_wrappers import COCO
@@ -8,7 +7,7 @@ from mmdet.evaluation import CocoMetric
 from mmdet.registry import METRICS
 from mmengine.logging import print_log
 
-from ..datasets.coco_file import (CocoAnnotations, check_on_bad_annotation,
+from ..datasets.coco_file import (CocoAnnotations, check_on_bad_annotation, join_data_root,
                                   load_coco_annotations)
 from ..datasets.masks import instance_mask_to_rle, rle_area
 from ..errors import ConfigError
@@ -70,8 +69,8 @@ class CocoWithMasksMetric(CocoMetric):
                  **kwargs: Any) -> None:
         metrics = [metric] if isinstance(metric, str) else list(metric)
         super().__init__(ann_file=None, metric=metrics, **kwargs)
-        self.gt_ann_file = _join_root(data_root, ann_file)
-        self.gt_image_dir = _join_root(data_root, (data_prefix or {}).get('img', ''))
+        self.gt_ann_file = join_data_root(data_root, ann_file)
+        self.gt_image_dir = join_data_root(data_root, (data_prefix or {}).get('img', ''))
         if on_bad_annotation is not None:
             check_on_bad_annotation(on_bad_annotation)
         self.on_bad_annotation = on_bad_annotation
@@ -203,9 +202,3 @@ def build_ground_truth_coco(annotations: CocoAnnotations) -> COCO:
                     'categories': categories}
     coco.createIndex()
     return coco
-
-
-def _join_root(data_root: str, path: str) -> str:
-    if data_root and not osp.isabs(path):
-        return osp.join(data_root, path)
-    return path

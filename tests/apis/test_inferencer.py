@@ -97,6 +97,14 @@ def test_default_prompt_from_annotation_file(demo_data):
     assert categories.names[0] == 'aeroplane'
 
 
+def test_string_category_ids_kept():
+    """COCO files may use string ids; results must name them as the file does."""
+    categories = PromptCategories.from_dataset_meta(
+        {'classes': ('crack', 'rust'), 'cat_ids': ('crack-01', '7')})
+
+    assert categories.category_ids == ('crack-01', '7')
+
+
 def test_free_text_numbered_from_one():
     categories = PromptCategories.from_free_text('Crack . rust_spot . ')
 

@@ -1,13 +1,16 @@
 """Every config under configs/ parses and its model builds."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mmengine.config import Config
-from mmdet.registry import DATASETS, MODELS
+from mmdet.registry import DATASETS, METRICS, MODELS
+from PIL import Image
 
 import gsam_mm  # noqa: F401
 from gsam_mm.models.sam import SAM_ARCHITECTURES
 
+from ..coco_files import annotation, draw_boxes, write_coco
 from ..conftest import REPO_ROOT, TEXT_ENCODER
 
 CONFIGS = sorted((REPO_ROOT / 'configs').glob('*.py'))
@@ -67,3 +70,29 @@ def test_demo_config_builds_model_and_dataset(demo_data):
     dataset_cfg.dataset.data_root = str(demo_data) + '/'
     dataset = DATASETS.build(dataset_cfg)
     assert len(dataset) == 3 * cfg.repeat_times
+
+
+def test_vith_evaluator_reads_mask_files(tmp_path):
+    """With `data_root` edited, as a user does, the metric finds `mask_path`
+    masks in the same image folder as the dataset."""
+    root = tmp_path / 'my_set'
+    image = {'id': 1, 'file_name': 'a.png', 'width': 64, 'height': 48}
+    write_coco(root / 'images', [image],
+               [annotation(1, 1, 2, [8, 4, 20, 10], mask_path='masks/a_1.png')],
+               name='instances_val.json')
+    (root / 'annotations').mkdir()
+    (root / 'images' / 'instances_val.json').rename(root / 'annotations' / 'instances_val.json')
+    (root / 'images' / 'masks').mkdir()
+    mask = draw_boxes(64, 48, [[8, 4, 20, 10]])[..., 0] > 100
+    Image.fromarray(mask.astype(np.uint8) * 255).save(root / 'images' / 'masks' / 'a_1.png')
+    text = (REPO_ROOT / 'configs' / 'gsam_vith.py').read_text()
+    config = tmp_path / 'my_config.py'
+    config.write_text(text.replace("data_root = 'data/coco/'", f"data_root = '{root}/'"))
+    cfg = Config.fromfile(config)
+
+    dataset = DATASETS.build(cfg.val_dataloader.dataset)
+    metric = METRICS.build(cfg.val_evaluator)
+    metric.dataset_meta = dataset.metainfo
+
+    assert metric.gt_image_dir == f'{root}/images/'
+    assert len(metric._coco_api.getAnnIds()) == 1

@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
+from mmengine.config import Config
 
 from ..conftest import REPO_ROOT, load_tool
 
@@ -13,14 +15,18 @@ benchmark = load_tool('benchmark')
 DEMO_CONFIG = str(REPO_ROOT / 'configs' / 'gsam_tiny_demo.py')
 
 
-def test_benchmark_writes_every_row(demo_data, tmp_path):
+def run_benchmark(demo_data, tmp_path, *flags) -> dict:
+    """Run the benchmark once per row on one demo photo and return its JSON."""
     out = tmp_path / 'benchmark.json'
     benchmark.main([DEMO_CONFIG, '--no-finetune-sam', '--batch-size', '1', '--iterations', '1',
-                    '--warmup', '0', '--epoch-iterations', '0', '--device', 'cpu',
+                    '--warmup', '0', '--device', 'cpu', *flags,
                     '--work-dir', str(tmp_path), '--out', str(out), '--cfg-options',
                     f'train_dataloader.dataset.dataset.data_root={demo_data}/'])
+    return json.loads(out.read_text())
 
-    report = json.loads(out.read_text())
+
+def test_benchmark_writes_every_row(demo_data, tmp_path):
+    report = run_benchmark(demo_data, tmp_path, '--epoch-iterations', '0')
     names = [row['name'] for row in report['rows']]
     assert names[:2] == ['data pipeline', 'Grounding DINO forward + backward']
     for attention in ('original', 'sdpa'):
@@ -38,6 +44,30 @@ def test_benchmark_writes_every_row(demo_data, tmp_path):
         assert row['cpu_seconds'] > 0
         assert row['peak_memory_mib'] > 0
     assert report['machine']['device'] == 'cpu'
+
+
+def test_rows_option_selects_groups(demo_data, tmp_path):
+    report = run_benchmark(demo_data, tmp_path, '--rows', 'parts')
+    names = [row['name'] for row in report['rows']]
+    assert names[0] == 'Grounding DINO forward + backward'
+    assert 'SAM decoder step (embeddings from warm cache)' in names
+    assert not [name for name in names
+                if name.startswith(('data pipeline', 'training step', 'one epoch'))]
+    assert report['autocast'] is None
+
+
+@pytest.mark.parametrize('wrapper, device, expected', [
+    (dict(type='AmpOptimWrapper', dtype='bfloat16'), 'cuda', torch.bfloat16),
+    (dict(type='AmpOptimWrapper'), 'cuda', torch.float16),
+    (dict(type='AmpOptimWrapper', dtype='bfloat16'), 'cpu', None),
+    (dict(type='OptimWrapper'), 'cuda', None),
+])
+def test_direct_rows_autocast_like_training(wrapper, device, expected):
+    """Rows that call the model directly use the dtype that AmpOptimWrapper
+    autocasts `train_step` to."""
+    cfg = Config(dict(optim_wrapper=dict(wrapper, optimizer=dict(type='AdamW', lr=1e-4))))
+
+    assert benchmark.autocast_dtype(cfg, torch.device(device)) == expected
 
 
 def test_peak_memory_records_allocation():

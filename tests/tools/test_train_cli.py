@@ -27,6 +27,32 @@ def test_annotations_and_images_set_train_and_val(tmp_path):
     assert cfg.val_evaluator.ann_file == str(tmp_path / 'a.json')
 
 
+def test_images_reach_the_evaluator(tmp_path):
+    cfg = config_for('--annotations', str(tmp_path / 'a.json'), '--images', str(tmp_path))
+
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        assert cfg[evaluator].data_root == ''
+        assert cfg[evaluator].data_prefix.img.rstrip('/') == str(tmp_path)
+
+
+def test_annotations_alone_keep_config_images(tmp_path):
+    cfg = config_for('--annotations', str(tmp_path / 'a.json'))
+
+    for loader in ('train_dataloader', 'val_dataloader'):
+        assert cfg[loader].dataset.ann_file == str(tmp_path / 'a.json')
+        assert cfg[loader].dataset.data_prefix.img == 'data/coco/images/'
+    assert cfg.val_evaluator.data_prefix.img == 'data/coco/images/'
+
+
+def test_images_alone_keep_config_annotations(tmp_path):
+    cfg = config_for('--images', str(tmp_path))
+
+    assert cfg.train_dataloader.dataset.ann_file == 'data/coco/annotations/instances_train.json'
+    assert cfg.val_dataloader.dataset.ann_file == 'data/coco/annotations/instances_val.json'
+    assert cfg.val_evaluator.ann_file == 'data/coco/annotations/instances_val.json'
+    assert cfg.val_dataloader.dataset.data_prefix.img.rstrip('/') == str(tmp_path)
+
+
 def test_val_annotations_kept_apart(tmp_path):
     cfg = config_for('--annotations', str(tmp_path / 'train.json'),
                      '--val-annotations', str(tmp_path / 'val.json'))
