@@ -383,7 +383,7 @@ class PlainLoop:
         self.mean = torch.tensor(preprocessor.mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(preprocessor.std, device=device).view(1, 3, 1, 1)
         self.dino, self.sam = model.dino, model.sam
-        self.finetune_sam = model.finetune_sam
+        self.encoder_trains = model.sam_encoder_trains
         self.detection_loss = model.detection_loss
         self.box_jitter = model.box_jitter
         self.images = [image.to(device).float() for image in batch['inputs']]
@@ -442,7 +442,7 @@ class PlainLoop:
         size = self.sam.image_encoder.img_size
         square = F.interpolate(F.pad(images, (0, side - width, 0, side - height)),
                                size=(size, size), mode='bilinear', align_corners=False)
-        with torch.set_grad_enabled(self.finetune_sam):
+        with torch.set_grad_enabled(self.encoder_trains):
             embeddings = self.sam.image_encoder(square)
 
         mask_loss, iou_loss = images.new_zeros(()), images.new_zeros(())

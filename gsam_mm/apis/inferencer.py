@@ -28,6 +28,7 @@ from ..datasets.coco_file import load_coco_annotations
 from ..datasets.images import read_rgb_image
 from ..engine.checkpoint_loader import load_from_local
 from ..engine.hooks.epoch_checkpoint_hook import (TRAINABLE_ONLY_META_KEY,
+                                                  check_frozen_parameters,
                                                   restore_frozen_parameters)
 from ..engine.runner_setup import innermost_dataset
 from ..errors import ConfigError, InputError, PromptError
@@ -179,6 +180,7 @@ class GroundedSAMInferencer:
         state_dict = contents.get('state_dict', contents)
         meta = contents.get('meta') or {}
         if TRAINABLE_ONLY_META_KEY in meta:
+            check_frozen_parameters(meta, self.model, checkpoint)
             restore_frozen_parameters(state_dict, meta[TRAINABLE_ONLY_META_KEY], self.model)
         try:
             self.model.load_state_dict(state_dict, strict=True)

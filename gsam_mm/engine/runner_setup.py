@@ -92,7 +92,7 @@ def _set_dataset(cfg: Config, dataloader: str, evaluator: Optional[str],
     """Point one dataloader's dataset, and the evaluator that scores it, at
     the given annotation file and image folder.
 
-    The paths become absolute and `data_root` empty; a path that was not
+    The paths become absolute and `data_root` empty. A path that was not
     given keeps its old location, joined with the old `data_root`. The
     evaluator gets the dataset's paths: it reads the same file, and a
     `CocoWithMasksMetric` also reads the image folder (for `mask_path`
@@ -151,6 +151,27 @@ def _set_image_size(cfg: Config, image_size: int) -> None:
         cfg.model.sam.image_size = image_size
 
 
+def _set_epochs(cfg: Config, epochs: int) -> None:
+    """Set the number of epochs and stretch the schedulers that span the run.
+
+    An epoch-based scheduler that ends with the run (its `end` is the old
+    number of epochs, or unset) ends at the new one. Its milestones move in
+    proportion, each at least 1, so that a short run does not start at the
+    dropped rate. Schedulers that end earlier, such as a warm-up, keep their
+    length. The config that the Runner writes to the work dir shows the result.
+    """
+    old_epochs = cfg.train_cfg.get('max_epochs')
+    cfg.train_cfg.max_epochs = epochs
+    for scheduler in cfg.get('param_scheduler') or []:
+        if not scheduler.get('by_epoch', True) or scheduler.get('end') not in (None, old_epochs):
+            continue
+        if scheduler.get('end') is not None:
+            scheduler['end'] = epochs
+        if 'milestones' in scheduler:
+            scheduler['milestones'] = [max(1, int(milestone * epochs / old_epochs))
+                                       for milestone in scheduler['milestones']]
+
+
 def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
     """Write the shortcut flags into the config (in place)."""
     translate_sam_model(args)
@@ -174,13 +195,7 @@ def apply_shortcuts(cfg: Config, args: argparse.Namespace) -> None:
         cfg.model.sam.pop('image_size', None)
 
     if args.epochs is not None:
-        cfg.train_cfg.max_epochs = args.epochs
-        for scheduler in cfg.get('param_scheduler') or []:
-            if scheduler.get('end') is not None and scheduler.get('by_epoch', True):
-                scheduler['end'] = args.epochs
-            if 'milestones' in scheduler:
-                # At least 1, so a short run does not start at the dropped rate.
-                scheduler['milestones'] = [max(1, int(args.epochs * 0.8))]
+        _set_epochs(cfg, args.epochs)
     if args.batch_size is not None:
         cfg.train_dataloader.batch_size = args.batch_size
     if args.lr is not None:

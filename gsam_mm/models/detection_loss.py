@@ -2,8 +2,10 @@
 focal loss against the positive map, and L1 + GIoU box losses, applied to
 every decoder layer and to the encoder's two-stage proposals.
 
-Shape letters: B images, Q queries, N ground-truth instances, T text tokens
-(the encoder limit, `max_text_len`).
+Shape letters: B detector passes (one image with one caption each, so an
+image whose prompt is split into several captions appears once per caption),
+Q queries, N ground-truth instances, T text tokens (the encoder limit,
+`max_text_len`).
 """
 from typing import Optional
 
@@ -109,8 +111,9 @@ class GroundingDetectionLoss(nn.Module):
                 instances.bboxes[gt_indices] / self._size_factor(img_meta, boxes))
             positive_queries[image_index, query_indices] = True
 
-        num_positives = positive_queries.sum().clamp(min=1).float()
-        num_positives = reduce_mean_across_ranks(num_positives)
+        # Averaged over the ranks before the clamp, as mmdet does, so a rank
+        # without objects does not add a positive.
+        num_positives = reduce_mean_across_ranks(positive_queries.sum().float()).clamp(min=1)
 
         valid_tokens = token_mask[:, None, :].expand_as(logits)
         loss_cls = self.loss_cls(logits[valid_tokens], token_targets[valid_tokens],
@@ -164,9 +167,15 @@ def reduce_mean_across_ranks(value: Tensor) -> Tensor:
 
 
 def default_detection_loss(max_text_len: int = 256) -> dict:
-    """Return the loss settings of Grounding DINO's own training recipe:
+    """Return the loss settings of MMDetection 3.3's Grounding DINO configs:
     focal (alpha 0.25, gamma 2) with weight 1, L1 weight 5, GIoU weight 2, and
-    the same weights in the matching costs (classification cost 2)."""
+    the same weights in the matching costs (classification cost 2).
+
+    The classification cost is mmdet's `BinaryFocalLossCost`, which adds the
+    negative cost of every other valid token of the caption. The official
+    Grounding DINO training code averages the cost over the category's own
+    tokens instead, so the two can match different queries.
+    """
     return dict(
         assigner=dict(
             type='HungarianAssigner',

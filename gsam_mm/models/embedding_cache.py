@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..fields import GEOMETRY_META_KEYS, IMAGE_PATH, WORK_DIR_PLACEHOLDER
+from .checkpoints import weights_fingerprint
 
 STORAGE_DTYPES = {'bfloat16': torch.bfloat16, 'float16': torch.float16,
                   'float32': torch.float32}
@@ -53,10 +54,9 @@ KEY_BY_STAT = 'stat'
 KEY_BY_CONTENT = 'content'
 FINGERPRINT_FILE = 'fingerprint.json'
 
-# Elements per parameter that enter the fingerprint. Official checkpoints
-# differ in every element, so a sample distinguishes them without hashing
-# 2.5 GB of ViT-H weights at start-up.
-FINGERPRINT_SAMPLE = 4096
+# Counters of `SamEmbeddingCache.stats`, in the order `summary` lists them.
+STAT_NAMES = ('memory_hits', 'disk_hits', 'computed', 'checksum_mismatches', 'uncacheable',
+              'not_stored', 'read_errors', 'write_errors')
 
 # Checksums: the input's mean and root mean square (rms), and its mean
 # product with NUM_PROJECTIONS fixed Gaussian weight maps. For an unchanged
@@ -142,16 +142,8 @@ def checksums_match(stored: Tensor, current: Tensor, num_elements: int) -> bool:
 
 def encoder_fingerprint(encoder: nn.Module, description: dict[str, Any]) -> str:
     """Hash what the encoder computes: `description` (input size,
-    checkpoint), every parameter and buffer's name, shape and dtype, and a
-    strided sample of FINGERPRINT_SAMPLE of its values."""
-    digest = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode())
-    for name, tensor in encoder.state_dict().items():
-        digest.update(f'{name}:{tuple(tensor.shape)}:{tensor.dtype}'.encode())
-        flat = tensor.detach().flatten()
-        step = max(1, flat.numel() // FINGERPRINT_SAMPLE)
-        sample = flat[::step][:FINGERPRINT_SAMPLE].float().cpu().numpy()
-        digest.update(sample.tobytes())
-    return digest.hexdigest()
+    checkpoint) and a sample of every parameter and buffer."""
+    return weights_fingerprint(encoder.state_dict().items(), description)
 
 
 def _plain(value: Any) -> Any:
@@ -288,9 +280,7 @@ class SamEmbeddingCache:
 
     def summary(self) -> str:
         """Describe hits, misses and storage since construction in one line."""
-        counts = ', '.join(f'{name} {self.stats[name]}' for name in (
-            'memory_hits', 'disk_hits', 'computed', 'checksum_mismatches', 'uncacheable',
-            'not_stored', 'write_errors'))
+        counts = ', '.join(f'{name} {self.stats[name]}' for name in STAT_NAMES)
         where = f', disk folder {self.disk_dir}' if self.disk_dir else ''
         return (f'SAM embedding cache: {counts}; {len(self._memory)} entries '
                 f'({self.memory_bytes / 2**20:.1f} MiB) in memory{where}')

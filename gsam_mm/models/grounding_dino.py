@@ -136,7 +136,8 @@ class GroundingDinoOutputs:
     layer_boxes: Tensor    # (L, B, Q, 4), sigmoid cxcywh
     encoder_logits: Optional[Tensor]  # (B, Q, max_text_len) two-stage proposals
     encoder_boxes: Optional[Tensor]   # (B, Q, 4)
-    text_token_mask: Tensor  # (B, T)
+    # (B, T'), True on real tokens; T' is the longest caption, not max_text_len.
+    text_token_mask: Tensor
 
 
 def resolve_dino_config(config_file: Optional[str]) -> Path:

@@ -116,7 +116,8 @@ class GroundingSAM(BaseDetector):
         sam_embedding_cache: keyword arguments of `SamEmbeddingCache`
             (`memory_mb`, `disk_dir`, `dtype`, `key_by`) to cache the frozen
             SAM image encoder's embeddings; None computes them every step.
-            It is ignored, with a log line, when `finetune_sam` is set.
+            It is ignored, with a log line, while the image encoder trains
+            (`finetune_sam` with `return_masks`).
         init_cfg: MMEngine initialisation config.
     """
 
@@ -148,6 +149,11 @@ class GroundingSAM(BaseDetector):
                               f'{max_sam_instances_per_image}')
         self.dino = build_grounding_dino(**dino)
         self.sam = build_sam(**sam)
+        # Where the frozen weights come from; trainable-only checkpoints
+        # record it for their error messages.
+        self.pretrained_files = {'model.dino.checkpoint': dino.get('checkpoint'),
+                                 'model.dino.text_encoder': dino.get('text_encoder'),
+                                 'model.sam.checkpoint': sam.get('checkpoint')}
         self.max_text_len = self.dino.max_text_len
 
         settings = default_detection_loss(self.max_text_len)
@@ -182,12 +188,17 @@ class GroundingSAM(BaseDetector):
         self.embedding_cache = self._build_embedding_cache(sam_embedding_cache, sam)
 
     # ------------------------------------------------------------------ setup
+    @property
+    def sam_encoder_trains(self) -> bool:
+        """Whether SAM's image encoder trains: with `finetune_sam`, and only
+        while the mask losses, the only ones that reach it, are computed."""
+        return self.finetune_sam and self.return_masks
+
     def _frozen_modules(self) -> list[nn.Module]:
         frozen = [self.sam.prompt_encoder]
         if self.freeze_text_encoder:
             frozen.append(self.dino.bert)
-        if not (self.finetune_sam and self.return_masks):
-            # Without the mask losses nothing sends a gradient to the encoder.
+        if not self.sam_encoder_trains:
             frozen.append(self.sam.image_encoder)
         if not self.return_masks:
             frozen.append(self.sam.mask_decoder)
@@ -221,7 +232,7 @@ class GroundingSAM(BaseDetector):
                                sam: dict) -> Optional[SamEmbeddingCache]:
         if settings is None:
             return None
-        if self.finetune_sam:
+        if self.sam_encoder_trains:
             print_log('SAM embedding cache off: the image encoder trains (finetune_sam=True), '
                       'so its embeddings change every step', logger='current')
             return None
@@ -365,7 +376,7 @@ class GroundingSAM(BaseDetector):
         if self.embedding_cache is not None and data_samples is not None:
             return self.embedding_cache.embed(self.sam.image_encoder, square, data_samples,
                                               (height, width))
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.finetune_sam):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.sam_encoder_trains):
             return self.sam.image_encoder(square)
 
     def _masks_at_input_size(self, low_res_logits: Tensor, input_shape: tuple[int, int]) -> Tensor:
@@ -476,7 +487,9 @@ class GroundingSAM(BaseDetector):
                 self.sam, image_embeddings[index:index + 1], prompts * scale)
 
             mask_logits.append(self._masks_at_input_size(low_res_logits, input_shape))
-            instance_masks = instances.masks.to_tensor(torch.float32, inputs.device)[keep]
+            # Select before converting: a crowded image has hundreds of masks.
+            kept_masks = instances.masks[keep.cpu().numpy()]
+            instance_masks = kept_masks.to_tensor(torch.float32, inputs.device)
             gt_masks.append(instance_masks[prompt_instances])
             valid = torch.zeros(input_shape, dtype=torch.bool, device=inputs.device)
             content_height, content_width = content_shape(sample.metainfo)

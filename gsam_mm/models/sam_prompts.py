@@ -6,8 +6,8 @@ tighter than the annotated ones in ways jitter does not imitate. Training on
 the matched predictions closes that gap; mixing keeps the clean ground-truth
 prompts in the batch as well.
 
-Shape letters: B images, Q queries, N ground-truth instances of one image,
-P box prompts of one image.
+Shape letters: B detector passes (one image with one caption each), Q
+queries, N ground-truth instances of one image, P box prompts of one image.
 """
 from dataclasses import dataclass
 from typing import Optional, Sequence

@@ -1,12 +1,16 @@
 """GroundedSAMInferencer on paths and arrays, with default and free-text prompts."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from gsam_mm.apis import GroundedSAMInferencer, PromptCategories
 from gsam_mm.datasets.images import read_rgb_image
-from gsam_mm.engine.hooks.epoch_checkpoint_hook import TRAINABLE_ONLY_META_KEY
-from gsam_mm.errors import InputError, PromptError
+from gsam_mm.engine.hooks.epoch_checkpoint_hook import (FROZEN_FINGERPRINTS_META_KEY,
+                                                        TRAINABLE_ONLY_META_KEY,
+                                                        frozen_fingerprints)
+from gsam_mm.errors import ConfigError, InputError, PromptError
 
 from ..conftest import DEMO_CONFIG
 from .conftest import SPARSE_CATEGORY_IDS, demo_cfg_options
@@ -123,16 +127,29 @@ def test_repeated_phrase_is_rejected():
         PromptCategories.from_free_text('person . Person')
 
 
+def save_trainable_only(contents: dict, frozen: list[str], path: Path,
+                        fingerprinted_state: dict) -> Path:
+    """Save `contents` without the `frozen` parameters, as the checkpoint hook
+    does, with the fingerprints of `fingerprinted_state`."""
+    contents['meta'][FROZEN_FINGERPRINTS_META_KEY] = frozen_fingerprints(fingerprinted_state,
+                                                                         frozen)
+    for name in frozen:
+        del contents['state_dict'][name]
+    contents['meta'][TRAINABLE_ONLY_META_KEY] = frozen
+    torch.save(contents, path)
+    return path
+
+
 def test_trainable_only_checkpoint_loads(inferencer, demo_checkpoint, demo_data, tmp_path):
     contents = torch.load(demo_checkpoint, map_location='cpu', weights_only=False)
     frozen = [name for name, parameter in inferencer.model.named_parameters()
               if not parameter.requires_grad]
-    for name in frozen:
-        del contents['state_dict'][name]
-    contents['meta'][TRAINABLE_ONLY_META_KEY] = frozen
-    path = tmp_path / 'trainable_only.pth'
-    torch.save(contents, path)
+    path = save_trainable_only(contents, frozen, tmp_path / 'trainable_only.pth',
+                               dict(contents['state_dict']))
 
+    # The demo's frozen parts are random: seed as the checkpoint's model was
+    # seeded, so they match as pretrained files make them match.
+    torch.manual_seed(0)
     restored = GroundedSAMInferencer(DEMO_CONFIG, str(path), device='cpu',
                                      score_threshold=0.0, cfg_options=demo_cfg_options())
     image = str(demo_data / IMAGE_NAME)
@@ -140,3 +157,18 @@ def test_trainable_only_checkpoint_loads(inferencer, demo_checkpoint, demo_data,
     assert frozen
     assert np.allclose(restored(image, texts='person').scores,
                        inferencer(image, texts='person').scores)
+
+
+def test_trainable_only_other_frozen_weights_rejected(inferencer, demo_checkpoint, tmp_path):
+    """Frozen weights other than those of training would give wrong results silently."""
+    contents = torch.load(demo_checkpoint, map_location='cpu', weights_only=False)
+    frozen = [name for name, parameter in inferencer.model.named_parameters()
+              if not parameter.requires_grad]
+    trained_with = dict(contents['state_dict'])
+    key = next(name for name in frozen if name.startswith('sam.prompt_encoder'))
+    trained_with[key] = trained_with[key] + 1
+    path = save_trainable_only(contents, frozen, tmp_path / 'trainable_only.pth', trained_with)
+
+    with pytest.raises(ConfigError, match=r'frozen parameters of sam\.prompt_encoder differ'):
+        GroundedSAMInferencer(DEMO_CONFIG, str(path), device='cpu',
+                              cfg_options=demo_cfg_options())

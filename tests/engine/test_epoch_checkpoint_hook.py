@@ -18,7 +18,8 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from gsam_mm.engine import EpochCheckpointHook
 from gsam_mm.engine.hooks.epoch_checkpoint_hook import TRAINABLE_ONLY_META_KEY
 from gsam_mm.errors import ConfigError
-from tests.engine.toy_runner import BASE_LR, ITERS_PER_EPOCH, LR_GAMMA, InterruptHook
+from tests.engine.toy_runner import (BASE_LR, ITERS_PER_EPOCH, LR_GAMMA, FrozenBackbone,
+                                     InterruptHook)
 
 BEST_METRIC = 'coco/segm_mAP'
 FROZEN_KEYS = ['backbone.linear.bias', 'backbone.linear.weight',
@@ -226,6 +227,22 @@ def test_trainable_only_loads_into_full_model(tmp_path, build_runner, capsys):
     assert_states_equal(evaluator.model.state_dict(), trained_state)
     evaluator.model.eval()
     torch.testing.assert_close(evaluator.model(inputs), expected_outputs, rtol=0, atol=0)
+
+
+def test_trainable_only_other_pretrained_rejected(tmp_path, build_runner):
+    build_runner(tmp_path / 'train', checkpoint_hook_cfg(save_trainable_only=True),
+                 max_epochs=1).train()
+    other = tmp_path / 'other_backbone.pth'
+    torch.manual_seed(7)
+    torch.save(FrozenBackbone(pretrained='unused').state_dict(), other)
+
+    evaluator = build_runner(tmp_path / 'eval', checkpoint_hook_cfg(),
+                             load_from=str(tmp_path / 'train' / 'epoch_1.pth'))
+    evaluator.model.backbone.init_cfg['checkpoint'] = str(other)
+
+    with pytest.raises(ConfigError, match='frozen parameters of backbone.linear, '
+                                          'backbone.norm differ from those it was trained'):
+        evaluator.val()
 
 
 def test_trainable_only_without_hook_misses_keys(tmp_path, build_runner, capsys):

@@ -1,7 +1,7 @@
 """Parts of a tiny MMEngine Runner for hook and checkpoint tests.
 
 The toy model has a frozen backbone loaded from a pretrained file by
-``init_weights`` (as the real model loads Grounding DINO and SAM) and a
+``init_weights`` (as mmdet models with a `Pretrained` init_cfg load theirs) and a
 trainable head. Eight samples in batches of 2 make 4 iterations per epoch.
 """
 import logging

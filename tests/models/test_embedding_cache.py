@@ -128,6 +128,16 @@ def test_finetune_sam_turns_cache_off():
     assert model.embedding_cache is None
 
 
+def test_cache_kept_when_encoder_gets_no_gradient():
+    """Without mask losses nothing trains the encoder, even with finetune_sam."""
+    model = build_model(finetune_sam=True, return_masks=False,
+                        sam_embedding_cache=dict(memory_mb=16))
+
+    assert not model.sam_encoder_trains
+    assert model.embedding_cache is not None
+    assert not any(p.requires_grad for p in model.sam.image_encoder.parameters())
+
+
 def test_checkpoint_change_invalidates(tmp_path):
     inputs, samples = cached_batch(tmp_path)
     first_checkpoint = tmp_path / 'sam_a.pth'
@@ -342,6 +352,7 @@ def test_corrupt_disk_entry_is_recomputed(tmp_path):
     embed(reader, encoder, inputs, samples)
 
     assert reader.stats['read_errors'] == 1
+    assert 'read_errors 1' in reader.summary()
     assert reader.stats['computed'] == 1
     assert len(list(reader.disk_dir.glob('*/*.pt'))) == 1
 

@@ -103,6 +103,22 @@ def test_official_backbone_drops_tiny_input_size():
     assert 'image_size' not in cfg.model.sam
 
 
+def test_epochs_keep_warmup_and_scale_milestones(tmp_path):
+    config = tmp_path / 'warmup.py'
+    config.write_text(f"_base_ = {VITH!r}\n"
+                      "param_scheduler = [\n"
+                      "    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1),\n"
+                      "    dict(type='MultiStepLR', by_epoch=True, begin=0, end=50,\n"
+                      "         milestones=[30, 45], gamma=0.1)]\n")
+
+    cfg = load_config(train.parse_args([str(config), '--epochs', '10']))
+
+    warmup, steps = cfg.param_scheduler
+    assert warmup['end'] == 1
+    assert steps['end'] == 10
+    assert steps['milestones'] == [6, 9]
+
+
 def test_one_epoch_keeps_full_learning_rate():
     cfg = config_for('--epochs', '1')
     milestones = [s['milestones'] for s in cfg.param_scheduler if 'milestones' in s]

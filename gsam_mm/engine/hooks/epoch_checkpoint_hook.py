@@ -16,10 +16,14 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from torch import nn
 
 from gsam_mm.errors import ConfigError
+from gsam_mm.models.checkpoints import weights_fingerprint
 
-# `meta` key of a trainable-only checkpoint: the state_dict keys of the frozen
-# parameters that were left out.
+# `meta` keys of a trainable-only checkpoint: the state_dict keys of the
+# frozen parameters that were left out, a fingerprint of their values per
+# model part (checked on loading), and the pretrained files they came from.
 TRAINABLE_ONLY_META_KEY = 'gsam_mm_omitted_frozen_keys'
+FROZEN_FINGERPRINTS_META_KEY = 'gsam_mm_frozen_fingerprints'
+PRETRAINED_FILES_META_KEY = 'gsam_mm_pretrained_files'
 
 # Name of the file MMEngine's auto-resume reads to find the newest checkpoint.
 LAST_CHECKPOINT_POINTER = 'last_checkpoint'
@@ -55,6 +59,41 @@ def drop_frozen_parameters(state_dict: dict, model: nn.Module) -> list[str]:
     for key in omitted_keys:
         del state_dict[key]
     return omitted_keys
+
+
+def frozen_fingerprints(state: dict, keys: Sequence[str]) -> dict[str, str]:
+    """Return a fingerprint of the `keys` entries of `state` per model part,
+    a part being the first two components of the key (`sam.image_encoder`)."""
+    parts: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        if key in state:
+            parts.setdefault('.'.join(key.split('.')[:2]), []).append(key)
+    return {part: weights_fingerprint((key, state[key]) for key in names)
+            for part, names in parts.items()}
+
+
+def check_frozen_parameters(meta: dict, model: nn.Module, checkpoint: str) -> None:
+    """Check that the model's frozen parameters are those the trainable-only
+    checkpoint was trained with.
+
+    Raises:
+        ConfigError: when a part differs, for example because the model was
+            built without the pretrained file used in training, or with
+            another one. Checkpoints written without fingerprints pass.
+    """
+    expected = meta.get(FROZEN_FINGERPRINTS_META_KEY)
+    if not expected:
+        return
+    actual = frozen_fingerprints(model.state_dict(), meta[TRAINABLE_ONLY_META_KEY])
+    differing = sorted(part for part, value in expected.items() if actual.get(part) != value)
+    if not differing:
+        return
+    files = meta.get(PRETRAINED_FILES_META_KEY) or {}
+    used = ', '.join(f'{key}={value!r}' for key, value in files.items()) or 'not recorded'
+    raise ConfigError(
+        f'checkpoint {checkpoint} stores trainable parameters only, and the frozen '
+        f'parameters of {", ".join(differing)} differ from those it was trained with. '
+        f'Build the model with the pretrained files used in training ({used}).')
 
 
 def restore_frozen_parameters(state_dict: dict, omitted_keys: Sequence[str],
@@ -183,16 +222,18 @@ class EpochCheckpointHook(CheckpointHook):
       logged through the runner's logger.
     * ``save_trainable_only=True`` stores only the parameters with
       ``requires_grad=True``, plus all buffers, and lists the left-out keys
-      under ``meta['gsam_mm_omitted_frozen_keys']``. Loading takes the frozen
-      parts from the model's own pretrained checkpoints. When a Runner loads
-      such a file (``load_from``, ``--resume``, ``tools/test.py``), this
-      hook's ``after_load_checkpoint`` runs before the weights are copied into
-      the model. It first calls the model's ``init_weights()`` unless the
-      Runner already has (``Runner.val`` and ``Runner.test`` skip it), which
-      loads the pretrained weights named in the model config. It then fills
-      each left-out key with the model's current value. The state dict is
-      complete again, so MMEngine reports no missing keys. The pretrained
-      files must therefore still exist and be the ones used for training.
+      under ``meta['gsam_mm_omitted_frozen_keys']``, with a fingerprint of
+      their values per model part. Loading takes the frozen parts from the
+      pretrained files the model config names. ``GroundingSAM`` loads them
+      in its constructor, and models with a ``Pretrained`` ``init_cfg`` in
+      ``init_weights()``. When a Runner loads such a file (``load_from``,
+      ``--resume``, ``tools/test.py``), this hook's ``after_load_checkpoint``
+      runs before the weights are copied into the model. It calls
+      ``init_weights()`` unless the Runner already has (``Runner.val`` and
+      ``Runner.test`` skip it), then fills each left-out key with the model's
+      current value, so MMEngine reports no missing keys. It raises
+      ``ConfigError`` when the fingerprints show other frozen values than in
+      training, as when the config names no pretrained file or another one.
     * With several processes only rank 0 writes, renames and removes files.
       Training stops with an error when the processes start at different
       epochs, as after a resume on machines that do not share the work dir.
@@ -507,7 +548,12 @@ class EpochCheckpointHook(CheckpointHook):
         if not (self.save_trainable_only and self._writing_own_checkpoint):
             return
         model = unwrap_model(runner.model)
-        omitted_keys = drop_frozen_parameters(checkpoint['state_dict'], model)
+        state_dict = checkpoint['state_dict']
+        frozen_keys = [key for key in state_dict if key in frozen_parameter_names(model)]
+        checkpoint['meta'][FROZEN_FINGERPRINTS_META_KEY] = frozen_fingerprints(state_dict,
+                                                                               frozen_keys)
+        checkpoint['meta'][PRETRAINED_FILES_META_KEY] = getattr(model, 'pretrained_files', {})
+        omitted_keys = drop_frozen_parameters(state_dict, model)
         checkpoint['meta'][TRAINABLE_ONLY_META_KEY] = omitted_keys
         self._omitted_key_count = len(omitted_keys)
 
@@ -520,10 +566,13 @@ class EpochCheckpointHook(CheckpointHook):
         model = unwrap_model(runner.model)
 
         if hasattr(model, 'init_weights') and getattr(model, 'is_init', None) is False:
+            # Runner.val and Runner.test skip init_weights, which is where
+            # models with a `Pretrained` init_cfg load their weights.
             runner.logger.info('The checkpoint stores trainable parameters only; calling '
                                'init_weights() to load the pretrained frozen weights first.')
             model.init_weights()
 
+        check_frozen_parameters(meta, model, 'loaded by the runner')
         unknown_keys = restore_frozen_parameters(checkpoint['state_dict'], omitted_keys, model)
         runner.logger.info(f'The checkpoint stores trainable parameters only: '
                            f'{len(omitted_keys) - len(unknown_keys)} frozen parameter '
