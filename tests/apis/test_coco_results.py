@@ -7,10 +7,13 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from gsam_mm.apis import Detections, PromptCategories, detections_to_coco, image_ids_from_annotations
+from gsam_mm.apis import (Detections, PromptCategories, detections_to_coco,
+                          image_ids_from_annotations, match_annotation_images)
 from gsam_mm.apis.coco_results import run_info
 from gsam_mm.apis.image_inputs import collect_image_paths
 from gsam_mm.errors import InputError
+
+from ..coco_files import save_rotated_jpeg
 
 HEIGHT, WIDTH = 40, 60
 TRAINING = PromptCategories(names=('apple', 'pear'), texts=('apple', 'pear'),
@@ -119,6 +122,29 @@ def test_unknown_image_rejected(tmp_path):
     ann_file = write_annotations(tmp_path)
     with pytest.raises(InputError, match='c.jpg matches no image of'):
         image_ids_from_annotations(['c.jpg'], ann_file)
+
+
+def test_exif_rule_follows_record_size(tmp_path, log_records):
+    # Stored 64x48, displayed 48x64 after EXIF orientation 6.
+    records = [{'id': 1, 'file_name': 'stored.jpg', 'width': 64, 'height': 48},
+               {'id': 2, 'file_name': 'displayed.jpg', 'width': 48, 'height': 64},
+               {'id': 3, 'file_name': 'no_size.jpg'},
+               {'id': 4, 'file_name': 'wrong.jpg', 'width': 50, 'height': 50}]
+    paths = []
+    for record in records:
+        save_rotated_jpeg(tmp_path / record['file_name'], 64, 48)
+        paths.append(str(tmp_path / record['file_name']))
+    ann_file = tmp_path / 'annotations.json'
+    ann_file.write_text(json.dumps({'images': records}))
+
+    matches = match_annotation_images(paths, str(ann_file))
+
+    assert [matches[path].image_id for path in paths] == [1, 2, 3, 4]
+    assert [matches[path].apply_exif for path in paths] == [False, True, True, True]
+    warnings = [record.getMessage() for record in log_records if record.levelname == 'WARNING']
+    assert len(warnings) == 1
+    assert warnings[0].startswith('1 images do not have the width and height of their record')
+    assert 'wrong.jpg: width=50, height=50 do not match the image' in warnings[0]
 
 
 def test_collect_files_folders_and_globs(tmp_path):

@@ -12,6 +12,7 @@ from gsam_mm.engine.hooks.epoch_checkpoint_hook import (FROZEN_FINGERPRINTS_META
                                                         frozen_fingerprints)
 from gsam_mm.errors import ConfigError, InputError, PromptError
 
+from ..coco_files import save_rotated_jpeg
 from ..conftest import DEMO_CONFIG
 from .conftest import SPARSE_CATEGORY_IDS, demo_cfg_options
 
@@ -81,6 +82,21 @@ def test_list_input_in_batches(inferencer, demo_data):
     assert [result.image_path for result in results] == paths
     for batched, single in zip(results, one_by_one):
         assert np.allclose(batched.scores, single.scores, atol=1e-5)
+
+
+def test_apply_exif_per_image(inferencer, tmp_path):
+    path = str(tmp_path / 'rotated.jpg')
+    save_rotated_jpeg(tmp_path / 'rotated.jpg', 64, 48)
+
+    as_stored, displayed = inferencer([path, path], texts='box', apply_exif=[False, True])
+    single = inferencer(path, texts='box', apply_exif=False)
+
+    assert as_stored.image_shape == (48, 64)
+    assert as_stored.masks.shape[1:] == (48, 64)
+    assert displayed.image_shape == (64, 48)
+    assert single.image_shape == (48, 64)
+    with pytest.raises(InputError, match=r'apply_exif has 1 value\(s\) for 2 images'):
+        inferencer([path, path], texts='box', apply_exif=[False])
 
 
 def test_default_prompt_from_checkpoint(inferencer):

@@ -1,11 +1,9 @@
 """Fixtures that write tiny COCO files with real images and build datasets from them."""
-import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
 
 import pytest
-from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
 import gsam_mm.datasets  # noqa: F401  (registers the dataset and transforms)
@@ -42,25 +40,6 @@ def build_dataset():
         return DATASETS.build(config)
 
     return build
-
-
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def log_records():
-    """Collect records logged through MMEngine's current logger during the test."""
-    logger = MMLogger.get_current_instance()
-    handler = _ListHandler()
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
 
 
 @pytest.fixture

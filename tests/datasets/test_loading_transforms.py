@@ -171,3 +171,18 @@ def test_resize_and_pad_to_square(tmp_path):
     assert mask[8:24, 16:48].all()
     assert mask.sum() == 16 * 32
     assert mask[32:].sum() == 0  # the padding below the content is empty
+
+
+def test_load_annotations_accepts_poly2mask_true():
+    transform = TRANSFORMS.build(dict(type='LoadGroundingAnnotations', poly2mask=True))
+    instances = [{'bbox': [2.0, 3.0, 12.0, 13.0], 'bbox_label': 0, 'ignore_flag': 0,
+                  'mask': [[2, 3, 12, 3, 12, 13, 2, 13]]}]
+
+    mask = transform(annotation_results(instances))['gt_masks'].masks[0]
+
+    assert mask.sum() == 100
+
+
+def test_load_annotations_rejects_poly2mask_false():
+    with pytest.raises(ValueError, match='always decodes masks to bitmaps'):
+        TRANSFORMS.build(dict(type='LoadGroundingAnnotations', poly2mask=False))

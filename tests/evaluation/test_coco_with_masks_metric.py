@@ -13,7 +13,10 @@ from PIL import Image
 
 import gsam_mm.datasets  # noqa: F401  (registers the dataset and transforms)
 import gsam_mm.evaluation  # noqa: F401  (registers the metric)
+from gsam_mm.datasets.coco_file import load_coco_annotations
 from gsam_mm.errors import ConfigError
+from gsam_mm.evaluation import build_ground_truth_coco
+from gsam_mm.fields import GT_BOX_PRED_INSTANCES
 
 LOADING = [dict(type='LoadImageRGB'), dict(type='LoadGroundingAnnotations')]
 
@@ -225,3 +228,83 @@ def test_result_for_unknown_image_is_rejected(tmp_path):
 
     with pytest.raises(ConfigError, match=r'ids \[5\]\) are not in'):
         evaluate(metric, dataset, samples)
+
+
+def box_only_inputs(tmp_path):
+    """Build a metric for one image with a masked square at (4, 4) and a
+    box-only object whose box is 24 px at (30, 10). The predictions find
+    both, the box-only object with a correct diamond mask."""
+    images = [{'id': 1, 'file_name': 'a.png', 'width': 64, 'height': 48}]
+    box_only = {'id': 2, 'image_id': 1, 'category_id': 1, 'bbox': [30, 10, 24, 24],
+                'iscrowd': 0}
+    ann_file = write_coco(tmp_path, images, [polygon_annotation(1, 1, 1, 4, 4, 16), box_only],
+                          [{'id': 1, 'name': 'cat'}])
+    dataset = build_dataset(ann_file)
+    samples = ground_truth_as_predictions(dataset)
+
+    rows, columns = np.mgrid[:48, :64]
+    diamond = np.abs(rows + 0.5 - 22) + np.abs(columns + 0.5 - 42) <= 12
+    predictions = samples[0]['pred_instances']
+    predictions['masks'][1] = torch.from_numpy(diamond)
+    predictions['scores'] = torch.tensor([0.9, 0.8])
+    metric = METRICS.build(dict(type='CocoWithMasksMetric', ann_file=str(ann_file),
+                                data_prefix=dict(img=str(tmp_path))))
+    return metric, dataset, samples
+
+
+def test_box_only_ignored_in_segm(tmp_path, log_records):
+    metric, dataset, samples = box_only_inputs(tmp_path)
+    # Against the rectangle the diamond has IoU 312 / 576 = 0.54, which
+    # would make it a false positive and a miss at the thresholds above 0.5.
+    assert samples[0]['pred_instances']['masks'][1].sum() == 312
+
+    scores = evaluate(metric, dataset, samples)
+
+    assert scores['coco/segm_mAP'] == 1.0
+    assert scores['coco/bbox_mAP'] == 1.0
+    messages = [record.getMessage() for record in log_records]
+    assert '1 box-only annotations (no mask) are ignored in segm evaluation (iscrowd=1) ' \
+        'and counted in bbox evaluation' in messages
+
+
+def test_box_only_counted_in_bbox(tmp_path):
+    metric, dataset, samples = box_only_inputs(tmp_path)
+    predictions = samples[0]['pred_instances']
+    for key in ('bboxes', 'scores', 'labels', 'masks'):
+        predictions[key] = predictions[key][:1]  # no detection of the box-only object
+
+    scores = evaluate(metric, dataset, samples)
+
+    assert scores['coco/bbox_mAP_50'] == pytest.approx(0.5, abs=0.01)
+    assert scores['coco/segm_mAP'] == 1.0
+    assert [annotation['iscrowd'] for annotation in metric._coco_api.anns.values()] == [0, 0]
+
+
+def test_ground_truth_box_clipped_and_area_from_mask(tmp_path):
+    images = [{'id': 1, 'file_name': 'a.png', 'width': 64, 'height': 48}]
+    # The box runs 10 px past the right edge; the file's area is wrong.
+    annotation = {'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [50, 4, 24, 10],
+                  'area': 999, 'iscrowd': 0, 'segmentation': [square(50, 4, 10)]}
+    ann_file = write_coco(tmp_path, images, [annotation], [{'id': 1, 'name': 'cat'}])
+    annotations = load_coco_annotations(str(ann_file), str(tmp_path))
+
+    for iou_type in ('bbox', 'segm'):
+        ground_truth = build_ground_truth_coco(annotations, iou_type)
+        (record,) = ground_truth.anns.values()
+        assert record['bbox'] == [50.0, 4.0, 14.0, 10.0]
+        assert record['area'] == 100.0
+    with pytest.raises(ValueError, match='iou_type must be one of'):
+        build_ground_truth_coco(annotations, 'keypoints')
+
+
+def test_box_only_ignored_in_gt_box_segm(tmp_path):
+    metric, dataset, samples = box_only_inputs(tmp_path)
+    predictions = samples[0]['pred_instances']
+    # SAM prompted by the two ground-truth boxes returns the same masks.
+    samples[0][GT_BOX_PRED_INSTANCES] = {
+        'labels': predictions['labels'], 'scores': predictions['scores'],
+        'masks': predictions['masks'], 'mask_ious': torch.tensor([1.0, 0.54])}
+
+    scores = evaluate(metric, dataset, samples)
+
+    assert scores['coco/gt_box_segm_mAP'] == 1.0

@@ -33,3 +33,20 @@ def test_table_without_gt_box_metrics():
 
     assert 'GT boxes' not in text
     assert 'mask IoU' not in text
+
+
+def test_table_without_classwise_keys():
+    # classwise=False: the evaluator writes the mAP of each metric, no per-category AP.
+    metrics = {key: value for key, value in METRICS.items() if not key.endswith('_precision')}
+    lines = format_metrics_table(metrics, ['cat', 'dog']).splitlines()
+
+    assert [cell.strip() for cell in lines[1].split('|')[1:5]] == [
+        'metric', 'bbox AP', 'segm AP', 'segm AP, GT boxes']
+    assert [cell.strip() for cell in lines[3].split('|')[1:5]] == [
+        'mAP', '0.250', '0.300', '0.800']
+    assert len(lines) == 8
+    assert lines[5].startswith('Per-category AP needs classwise=True in the evaluator')
+    assert lines[6].endswith(': 0.875')
+    text = '\n'.join(lines)
+    assert 'Left out' not in text
+    assert 'categories above' not in text

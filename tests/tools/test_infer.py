@@ -4,6 +4,7 @@ import json
 import numpy as np
 from PIL import Image
 
+from ..coco_files import save_rotated_jpeg
 from ..conftest import DEMO_CONFIG, load_tool, save_random_demo_checkpoint
 
 infer = load_tool('infer')
@@ -69,3 +70,28 @@ def test_zero_shot_free_text(demo_data, tmp_path):
                                   {'id': 2, 'name': 'car', 'prompt_text': 'car'}]
     assert 'position of the phrase' in info['category_id']
     assert not (out_dir / 'overlays').exists()
+
+
+def test_ann_file_sizes_of_stored_pixels_skip_exif(tmp_path):
+    # The record has the stored size, so training reads this image without
+    # its EXIF rotation, and inference must use the same frame.
+    image_path = tmp_path / 'images' / 'rotated.jpg'
+    image_path.parent.mkdir()
+    save_rotated_jpeg(image_path, 64, 48)
+    ann_file = tmp_path / 'annotations.json'
+    ann_file.write_text(json.dumps({'images': [
+        {'id': 5, 'file_name': 'rotated.jpg', 'width': 64, 'height': 48}]}))
+    out_dir = tmp_path / 'infer'
+
+    infer.main([DEMO_CONFIG, 'none', str(image_path), '--texts', 'box', '--score-thr', '0',
+                '--ann-file', str(ann_file), '--out-dir', str(out_dir)])
+
+    info = json.loads((out_dir / 'run_info.json').read_text())
+    records = json.loads((out_dir / 'results.json').read_text())
+    assert info['images'] == [{'id': 5, 'file_name': str(image_path), 'width': 64,
+                               'height': 48}]
+    assert len(records) > 0
+    assert {record['image_id'] for record in records} == {5}
+    assert all(record['segmentation']['size'] == [48, 64] for record in records)
+    with Image.open(out_dir / 'overlays' / 'rotated.png') as overlay:
+        assert overlay.size == (64, 48)

@@ -95,14 +95,18 @@ class LoadGroundingAnnotations(LoadAnnotations):
     Args:
         with_mask: whether to load masks.
         **kwargs: other arguments of mmdet's `LoadAnnotations` (with_bbox,
-            with_label, box_type).
+            with_label, box_type). Masks are always decoded to bitmaps, so
+            `poly2mask=False` is rejected.
     """
 
     def __init__(self, with_mask: bool = True, **kwargs) -> None:
         if kwargs.get('with_seg'):
             raise ValueError('LoadGroundingAnnotations does not load semantic '
                              'segmentation maps; leave with_seg unset')
-        super().__init__(with_mask=with_mask, poly2mask=True, **kwargs)
+        if kwargs.get('poly2mask') is False:
+            raise ValueError('LoadGroundingAnnotations always decodes masks to bitmaps, so '
+                             'poly2mask=False is invalid; leave poly2mask unset or True')
+        super().__init__(with_mask=with_mask, **kwargs)
 
     def _load_masks(self, results: dict) -> None:
         """Decode every instance's mask at the original image size."""
