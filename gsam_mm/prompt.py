@@ -143,6 +143,10 @@ class PromptChunk:
         """Return the rows of `positive_map` of dataset `labels` this chunk holds."""
         return labels - self.labels[0]
 
+    def dataset_labels(self, local_labels: torch.Tensor) -> torch.Tensor:
+        """Return the dataset labels of `positive_map` rows; the inverse of `local_labels`."""
+        return local_labels + self.labels[0]
+
 
 def split_prompt(category_texts: Sequence[str], tokenizer, max_text_len: int = 256,
                  max_tokens: Optional[int] = None) -> list[PromptChunk]:

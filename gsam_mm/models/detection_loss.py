@@ -30,11 +30,6 @@ class GroundingDetectionLoss(nn.Module):
         loss_bbox: config of the L1 loss on normalized cxcywh boxes.
         loss_iou: config of the GIoU loss on pixel xyxy boxes.
         max_text_len: the text encoder's token limit T.
-
-    Attributes:
-        last_layer_matches: after each call, the last decoder layer's
-            Hungarian matches, per image a pair (query indices, ground-truth
-            indices); `GroundingSAM` prompts SAM with those boxes.
     """
 
     def __init__(self, *, assigner: dict, loss_cls: dict, loss_bbox: dict,
@@ -45,28 +40,33 @@ class GroundingDetectionLoss(nn.Module):
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
         self.max_text_len = max_text_len
-        self.last_layer_matches: list[tuple[Tensor, Tensor]] = []
 
     def forward(self, outputs: GroundingDinoOutputs, gt_instances: list[InstanceData],
-                img_metas: list[dict]) -> dict[str, Tensor]:
+                img_metas: list[dict],
+                last_layer_matches: Optional[list[tuple[Tensor, Tensor]]] = None
+                ) -> dict[str, Tensor]:
         """Return the losses of every decoder layer and of the proposals.
 
         The last decoder layer's losses carry plain names (`loss_cls`); earlier
         layers are prefixed `d0.`, `d1.`, ... and the proposals `enc.`.
         `gt_instances[i]` contains `bboxes` (N, 4) in input pixels and
         `positive_maps` (N, T).
+
+        Args:
+            last_layer_matches: a list that receives the last decoder layer's
+                Hungarian matches, per pass a pair (query indices,
+                ground-truth indices); `GroundingSAM` prompts SAM with them.
         """
         token_mask = self._pad_token_mask(outputs.text_token_mask)
         num_layers = outputs.layer_logits.shape[0]
         losses = {}
-        self.last_layer_matches = []
         for layer_index in range(num_layers):
             is_last = layer_index == num_layers - 1
             prefix = '' if is_last else f'd{layer_index}.'
             layer_losses = self.loss_single(outputs.layer_logits[layer_index],
                                             outputs.layer_boxes[layer_index],
                                             token_mask, gt_instances, img_metas,
-                                            self.last_layer_matches if is_last else None)
+                                            last_layer_matches if is_last else None)
             losses.update({prefix + name: value for name, value in layer_losses.items()})
 
         if outputs.encoder_logits is not None:
@@ -171,10 +171,10 @@ def default_detection_loss(max_text_len: int = 256) -> dict:
     focal (alpha 0.25, gamma 2) with weight 1, L1 weight 5, GIoU weight 2, and
     the same weights in the matching costs (classification cost 2).
 
-    The classification cost is mmdet's `BinaryFocalLossCost`, which adds the
-    negative cost of every other valid token of the caption. The official
-    Grounding DINO training code averages the cost over the category's own
-    tokens instead, so the two can match different queries.
+    The classification cost is mmdet's `BinaryFocalLossCost`: for a query and
+    an instance it sums the positive focal cost over the instance's tokens and
+    the negative one over every other valid token of the caption, so it grows
+    with the caption's length.
     """
     return dict(
         assigner=dict(

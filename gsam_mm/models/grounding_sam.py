@@ -38,6 +38,10 @@ def content_shape(img_meta: dict) -> tuple[int, int]:
     MMCV's `Pad` overwrites `img_shape` with the padded size, so the content
     size is recovered from `ori_shape` and `scale_factor`. The result is
     exact because `Resize` rounds the new size the same way.
+
+    NOTE: a transform between `Resize` and `Pad` that changes the size
+    without updating `scale_factor`, such as a crop, makes this wrong
+    silently. The shipped pipelines have none.
     """
     height, width = img_meta['img_shape'][:2]
     if 'scale_factor' not in img_meta or 'ori_shape' not in img_meta:
@@ -398,10 +402,12 @@ class GroundingSAM(BaseDetector):
                         for text_pass in passes]
         img_metas = [with_content_shape(data_samples[text_pass.image_index].metainfo)
                      for text_pass in passes]
-        losses = self.detection_loss(outputs, gt_instances, img_metas)
+        matches: list[tuple[Tensor, Tensor]] = []
+        losses = self.detection_loss(outputs, gt_instances, img_metas, matches)
 
         if self.return_masks:
-            matched_boxes = self._matched_boxes(outputs, data_samples, passes, gt_instances)
+            matched_boxes = self._matched_boxes(outputs, matches, data_samples, passes,
+                                                gt_instances)
             losses.update(self._mask_losses(inputs, data_samples, matched_boxes))
         return losses
 
@@ -417,11 +423,13 @@ class GroundingSAM(BaseDetector):
         return InstanceData(bboxes=gt_box_tensor(instances)[keep], labels=local_labels,
                             positive_maps=positive_map[local_labels])
 
-    def _matched_boxes(self, outputs: GroundingDinoOutputs, data_samples: SampleList,
+    def _matched_boxes(self, outputs: GroundingDinoOutputs,
+                       matches: list[tuple[Tensor, Tensor]], data_samples: SampleList,
                        passes: list[TextPass],
                        targets: list[InstanceData]) -> Optional[list[MatchedBoxes]]:
         """Return the last decoder layer's box matched to each ground-truth
-        instance, or None when SAM trains on ground-truth boxes only.
+        instance, from the detection loss's `matches`, or None when SAM trains
+        on ground-truth boxes only.
 
         Each instance belongs to exactly one caption chunk, so the matches of
         an image's passes fill disjoint rows of its `MatchedBoxes`.
@@ -429,7 +437,7 @@ class GroundingSAM(BaseDetector):
         if self.sam_prompts == 'gt':
             return None
         per_pass = matched_boxes_per_image(
-            outputs.layer_boxes[-1], self.detection_loss.last_layer_matches,
+            outputs.layer_boxes[-1], matches,
             [len(target) for target in targets],
             [content_shape(data_samples[text_pass.image_index].metainfo)
              for text_pass in passes])
@@ -510,11 +518,7 @@ class GroundingSAM(BaseDetector):
         loss_mask = self.mask_loss(mask_logits, gt_masks, valid_mask=valid_masks)
 
         with torch.no_grad():
-            predicted = (mask_logits > 0) & valid_masks
-            target = (gt_masks > 0.5) & valid_masks
-            intersection = (predicted & target).flatten(1).sum(1).float()
-            union = (predicted | target).flatten(1).sum(1).float()
-            true_iou = intersection / union.clamp(min=1)
+            true_iou = mask_ious((mask_logits > 0) & valid_masks, (gt_masks > 0.5) & valid_masks)
         loss_mask_iou = F.mse_loss(torch.cat(iou_predictions), true_iou) * self.mask_iou_loss_weight
         return {LOSS_MASK: loss_mask, LOSS_MASK_IOU: loss_mask_iou}
 
@@ -642,7 +646,7 @@ class GroundingSAM(BaseDetector):
         num_categories = category_scores.shape[1]
         top_k = min(self.max_per_image, category_scores.numel())
         scores, flat_indices = category_scores.flatten().topk(top_k)
-        labels = flat_indices % num_categories + chunk.labels[0]
+        labels = chunk.dataset_labels(flat_indices % num_categories)
         return scores, labels, boxes[flat_indices // num_categories]
 
     def _merge_candidates(self, candidates: list[tuple[Tensor, Tensor, Tensor]],

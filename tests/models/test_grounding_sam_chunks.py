@@ -178,9 +178,11 @@ def test_matched_boxes_follow_each_caption(model):
     try:
         with torch.no_grad():
             outputs = model._find_boxes(model._image_features(inputs, [sample]), passes)
+            matches = []
             model.detection_loss(outputs, targets,
-                                 [grounding_sam_module.with_content_shape(sample.metainfo)] * 2)
-            per_image = model._matched_boxes(outputs, [sample], passes, targets)
+                                 [grounding_sam_module.with_content_shape(sample.metainfo)] * 2,
+                                 matches)
+            per_image = model._matched_boxes(outputs, matches, [sample], passes, targets)
     finally:
         model.sam_prompts = 'gt'
 
@@ -188,7 +190,7 @@ def test_matched_boxes_follow_each_caption(model):
     assert per_image[0].matched.tolist() == [True, True, True]
     # Instance 1 (label 0) is in caption 0; instances 0 and 2 (labels 5, 4) in caption 2.
     for pass_row, instance_rows in ((0, [1]), (1, [0, 2])):
-        query_indices, gt_indices = model.detection_loss.last_layer_matches[pass_row]
+        query_indices, gt_indices = matches[pass_row]
         for query, target_row in zip(query_indices.tolist(), gt_indices.tolist()):
             box = outputs.layer_boxes[-1, pass_row, query]
             expected = torch.cat([box[:2] - box[2:] / 2, box[:2] + box[2:] / 2]) * IMAGE_SIZE

@@ -118,6 +118,7 @@ def test_split_prompt_chunk_holds_its_labels(tokenizer):
     assert [chunk.labels for chunk in chunks] == [(0, 1), (2, 3)]
     assert chunks[1].holds(labels).tolist() == [False, False, True, True]
     assert chunks[1].local_labels(labels[2:]).tolist() == [0, 1]
+    assert chunks[1].dataset_labels(torch.tensor([0, 1])).tolist() == [2, 3]
     assert 'caption 1: labels 2-3 (2 categories, 8 tokens)' in describe_chunks(chunks, 8)
 
 

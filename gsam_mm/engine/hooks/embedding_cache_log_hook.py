@@ -1,8 +1,9 @@
 """Log the SAM embedding cache's counts after every epoch."""
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+
+from .epoch_checkpoint_hook import unwrap_model
 
 
 @HOOKS.register_module()
@@ -26,7 +27,7 @@ class EmbeddingCacheLogHook(Hook):
 
     @staticmethod
     def _log(runner: Runner, moment: str) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         cache = getattr(model, 'embedding_cache', None)
         if cache is not None:
             runner.logger.info(f'{cache.summary()} ({moment})')

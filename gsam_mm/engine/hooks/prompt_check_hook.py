@@ -1,10 +1,10 @@
 """Check, before the first step, that the dataset's categories form a valid prompt."""
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
 from ...fields import CATEGORY_TEXTS
+from .epoch_checkpoint_hook import unwrap_model
 
 
 @HOOKS.register_module()
@@ -22,7 +22,7 @@ class PromptCheckHook(Hook):
     priority = 'VERY_HIGH'
 
     def before_train(self, runner: Runner) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = unwrap_model(runner.model)
         texts = runner.train_dataloader.dataset.metainfo.get(CATEGORY_TEXTS)
         if texts is None or not hasattr(model, 'prompt_for'):
             return

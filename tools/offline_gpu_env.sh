@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Set gsam_mm up on a GPU machine without internet access that already has
+# PyTorch with CUDA (a cluster image, a container), next to that PyTorch:
+#
+#   tools/offline_gpu_env.sh download DIR [PYTHON_VERSION]
+#       on a machine with PyPI access: saves the wheels of the GPU machine's
+#       Python version (default 3.12) and the mmcv source into DIR;
+#   tools/offline_gpu_env.sh install DIR TARGET
+#       on the GPU machine: installs those wheels into the folder TARGET and
+#       builds mmcv with its CUDA kernels there. Then
+#       `export PYTHONPATH=TARGET:$PYTHONPATH` makes them importable.
+#
+# The wheels are the packages that PyTorch images usually lack, at the
+# versions this project pins (transformers 4.x, numpy < 2.5). They are
+# installed without dependencies, so TARGET shadows other versions of them.
+# PYTHON selects the interpreter with PyTorch installed (default: python3).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=tools/lib/build_mmcv.sh
+source "${ROOT}/tools/lib/build_mmcv.sh"
+PYTHON="${PYTHON:-python3}"
+WHEELS=(
+    mmengine==0.10.7 mmdet==3.3.0 segment-anything==1.0 rf-groundingdino==0.3.0
+    transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2
+    pycocotools==2.0.11 shapely==2.2.0 terminaltables==3.1.10 addict==2.4.0
+    yapf==0.43.0 termcolor==3.3.0 platformdirs==4.14.9 numpy==2.4.6
+)
+# mmcv's setup.py imports pkg_resources, which newer setuptools removed.
+BUILD_WHEELS=("setuptools>=77,<81" wheel ninja)
+
+log() { echo "[offline-gpu-env] $*"; }
+
+usage() {
+    echo "usage: $0 download DIR [PYTHON_VERSION] | install DIR TARGET" >&2
+    exit 2
+}
+
+download() {
+    local dir="$1" version="${2:-3.12}"
+    local platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
+                     --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64
+                     --platform manylinux2014_x86_64)
+    mkdir -p "${dir}/wheels" "${dir}/build-wheels"
+    log "downloading ${#WHEELS[@]} wheels for Python ${version} into ${dir}/wheels"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+        --python-version "${version}" "${platforms[@]}" -d "${dir}/wheels" "${WHEELS[@]}"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+        --python-version "${version}" "${platforms[@]}" -d "${dir}/build-wheels" \
+        "${BUILD_WHEELS[@]}"
+    download_mmcv_sdist "${dir}/mmcv-${MMCV_VERSION}.tar.gz"
+    log "done: $(du -sh "${dir}" | cut -f1) in ${dir}"
+}
+
+install() {
+    local dir="$1" target="$2" build_site built
+    for path in "${dir}/wheels" "${dir}/build-wheels" "${dir}/mmcv-${MMCV_VERSION}.tar.gz"; do
+        if [[ ! -e "${path}" ]]; then
+            echo "${path} not found: run '$0 download ${dir}' on a machine with PyPI access" >&2
+            exit 1
+        fi
+    done
+    "${PYTHON}" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else
+        "PyTorch sees no CUDA device: this script sets up GPU machines")'
+    PIP=("${PYTHON}" -m pip install --quiet --no-index --no-deps --no-compile --upgrade)
+    log "installing the wheels into ${target}"
+    "${PIP[@]}" --target "${target}" "${dir}"/wheels/*.whl
+    build_site="$(mktemp -d)"
+    built="$(mktemp -d)"
+    "${PIP[@]}" --target "${build_site}" "${dir}"/build-wheels/*.whl
+    log "building mmcv ${MMCV_VERSION} with CUDA kernels (MAX_JOBS=${MAX_JOBS:-$(nproc)})"
+    PYTHONPATH="${build_site}:${target}${PYTHONPATH:+:${PYTHONPATH}}" PATH="${build_site}/bin:${PATH}" \
+        FORCE_CUDA=1 build_mmcv_wheel "${PYTHON}" "${dir}/mmcv-${MMCV_VERSION}.tar.gz" "${built}"
+    "${PIP[@]}" --target "${target}" "${built}"/mmcv-*.whl
+    rm -rf "${build_site}" "${built}"
+    PYTHONPATH="${target}:${ROOT}${PYTHONPATH:+:${PYTHONPATH}}" "${PYTHON}" -c '
+import mmcv.ops, torch
+from gsam_mm.models.deformable_attention import mmcv_cuda_kernel_available
+assert mmcv_cuda_kernel_available(), "mmcv was built without its CUDA kernels"
+print(f"mmcv {mmcv.__version__} with CUDA kernels, torch {torch.__version__}")'
+    log "ready: export PYTHONPATH=${target}:${ROOT}\${PYTHONPATH:+:\$PYTHONPATH}"
+}
+
+case "${1:-}" in
+    download) [[ $# -ge 2 && $# -le 3 ]] || usage; download "$2" "${3:-}" ;;
+    install) [[ $# -eq 3 ]] || usage; install "$2" "$3" ;;
+    *) usage ;;
+esac
