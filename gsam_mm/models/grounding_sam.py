@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from mmengine.logging import print_log
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
@@ -24,32 +23,13 @@ from ..fields import GT_BOX_PRED_INSTANCES, LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEX
 from ..prompt import PromptChunk, describe_chunks, split_prompt
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
 from .embedding_cache import SamEmbeddingCache, describe_sam
+from .postprocess import content_shape, merge_candidates, score_chunk, to_image_space
 from .grounding_dino import (GroundingDinoOutputs, ImageFeatures, TextFeatures,
                              build_grounding_dino, extract_image_features, project_text,
                              run_grounding_dino, run_text_encoder)
 from .sam import build_sam, decode_box_prompts, sam_input_size
 from .sam_prompts import (MatchedBoxes, check_sam_prompt_mode, matched_boxes_per_image,
                           select_box_prompts)
-
-
-def content_shape(img_meta: dict) -> tuple[int, int]:
-    """Return the (height, width) of the resized image before padding.
-
-    MMCV's `Pad` overwrites `img_shape` with the padded size, so the content
-    size is recovered from `ori_shape` and `scale_factor`. The result is
-    exact because `Resize` rounds the new size the same way.
-
-    NOTE: a transform between `Resize` and `Pad` that changes the size
-    without updating `scale_factor`, such as a crop, makes this wrong
-    silently. The shipped pipelines have none.
-    """
-    height, width = img_meta['img_shape'][:2]
-    if 'scale_factor' not in img_meta or 'ori_shape' not in img_meta:
-        return height, width
-    scale_x, scale_y = img_meta['scale_factor']
-    original_height, original_width = img_meta['ori_shape'][:2]
-    return (min(height, int(original_height * scale_y + 0.5)),
-            min(width, int(original_width * scale_x + 0.5)))
 
 
 def gt_box_tensor(instances: InstanceData) -> Tensor:
@@ -539,8 +519,8 @@ class GroundingSAM(BaseDetector):
             low_res_logits, _ = decode_box_prompts(
                 self.sam, image_embeddings[index:index + 1], boxes * scale)
             masks = self._masks_at_input_size(low_res_logits, tuple(inputs.shape[-2:]))
-            sample.pred_instances = self._to_image_space(scores, labels, boxes, masks,
-                                                         sample.metainfo, rescale)
+            sample.pred_instances = to_image_space(scores, labels, boxes, masks,
+                                                   sample.metainfo, rescale, self.mask_threshold)
 
         if self.evaluate_gt_boxes and rescale:
             self._segment_gt_boxes(image_embeddings, tuple(inputs.shape[-2:]), data_samples)
@@ -574,8 +554,8 @@ class GroundingSAM(BaseDetector):
             low_res_logits, iou_predictions = decode_box_prompts(
                 self.sam, image_embeddings[index:index + 1], input_boxes * scale)
             masks = self._masks_at_input_size(low_res_logits, input_shape)
-            segmented = self._to_image_space(iou_predictions[:, 0], instances.labels,
-                                             input_boxes, masks, sample.metainfo, rescale=True)
+            segmented = to_image_space(iou_predictions[:, 0], instances.labels, input_boxes,
+                                       masks, sample.metainfo, True, self.mask_threshold)
 
             gt_masks = instances.masks.to_tensor(torch.bool, segmented.masks.device)
             segmented.mask_ious = mask_ious(segmented.masks, gt_masks)
@@ -615,76 +595,12 @@ class GroundingSAM(BaseDetector):
             outputs = self._find_boxes(image_features, passes)
             for row, text_pass in enumerate(passes):
                 chunk = self.prompt_for(text_pass.texts)[text_pass.chunk_index]
-                candidates[text_pass.image_index].append(self._score_chunk(
-                    outputs.layer_logits[-1, row], outputs.layer_boxes[-1, row], chunk))
+                candidates[text_pass.image_index].append(score_chunk(
+                    outputs.layer_logits[-1, row], outputs.layer_boxes[-1, row], chunk,
+                    self.max_per_image))
 
-        return [self._merge_candidates(image_candidates, sample.metainfo)
+        return [merge_candidates(image_candidates, sample.metainfo, self.max_per_image)
                 for image_candidates, sample in zip(candidates, data_samples)]
-
-    def _score_chunk(self, logits: Tensor, boxes: Tensor,
-                     chunk: PromptChunk) -> tuple[Tensor, Tensor, Tensor]:
-        """Score every query for every category of one caption and keep the
-        top-k pairs.
-
-        A category's score is the mean sigmoid probability over its tokens.
-        The top-k of the merged chunks is the top-k of the chunks' top-ks, so
-        keeping k per chunk loses nothing.
-
-        Args:
-            logits: (Q, T) token logits of the last decoder layer.
-            boxes: (Q, 4) sigmoid cxcywh boxes.
-            chunk: the caption chunk the logits were computed with.
-
-        Returns:
-            Scores (k,), dataset labels (k,) and sigmoid cxcywh boxes (k, 4).
-        """
-        token_probabilities = logits.sigmoid()  # -inf padding becomes 0
-        weights = chunk.positive_map.to(logits.device).float()
-        weights = weights / weights.sum(dim=1, keepdim=True)
-        category_scores = token_probabilities @ weights.T  # (Q, K_c)
-
-        num_categories = category_scores.shape[1]
-        top_k = min(self.max_per_image, category_scores.numel())
-        scores, flat_indices = category_scores.flatten().topk(top_k)
-        labels = chunk.dataset_labels(flat_indices % num_categories)
-        return scores, labels, boxes[flat_indices // num_categories]
-
-    def _merge_candidates(self, candidates: list[tuple[Tensor, Tensor, Tensor]],
-                          img_meta: dict) -> tuple[Tensor, Tensor, Tensor]:
-        """Keep the top-k of every chunk's candidates and convert their boxes
-        to xyxy input pixels, clipped to the unpadded image."""
-        scores, labels, boxes = (torch.cat(parts) for parts in zip(*candidates))
-        top_k = min(self.max_per_image, scores.numel())
-        scores, order = scores.topk(top_k)
-        labels, boxes = labels[order], boxes[order]
-
-        height, width = content_shape(img_meta)
-        size = boxes.new_tensor([width, height, width, height])
-        xyxy = bbox_cxcywh_to_xyxy(boxes) * size
-        xyxy[:, 0::2] = xyxy[:, 0::2].clamp(0, width)
-        xyxy[:, 1::2] = xyxy[:, 1::2].clamp(0, height)
-        return scores, labels, xyxy
-
-    def _to_image_space(self, scores: Tensor, labels: Tensor, boxes: Tensor,
-                        mask_logits: Tensor, img_meta: dict, rescale: bool) -> InstanceData:
-        """Crop masks to the unpadded content and map boxes and masks back to
-        the original image when `rescale` is set."""
-        content_height, content_width = content_shape(img_meta)
-        mask_logits = mask_logits[:, :content_height, :content_width]
-        if rescale:
-            scale_x, scale_y = img_meta['scale_factor']
-            boxes = boxes / boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
-            original_height, original_width = img_meta['ori_shape'][:2]
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, original_width)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, original_height)
-            if mask_logits.shape[0]:
-                mask_logits = F.interpolate(mask_logits[:, None],
-                                            size=(original_height, original_width),
-                                            mode='bilinear', align_corners=False)[:, 0]
-            else:
-                mask_logits = mask_logits.new_zeros((0, original_height, original_width))
-        return InstanceData(bboxes=boxes, scores=scores, labels=labels,
-                            masks=mask_logits > self.mask_threshold)
 
     # ------------------------------------------------------------- tensor
     def _forward(self, inputs: Tensor,
