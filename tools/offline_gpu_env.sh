@@ -61,7 +61,8 @@ install() {
         fi
     done
     "${PYTHON}" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else
-        "PyTorch sees no CUDA device: this script sets up GPU machines")'
+        "PyTorch finds no CUDA device: run install on the GPU machine, with PYTHON set "
+        "to the interpreter that has PyTorch with CUDA")'
     PIP=("${PYTHON}" -m pip install --quiet --no-index --no-deps --no-compile --upgrade)
     log "installing the wheels into ${target}"
     "${PIP[@]}" --target "${target}" "${dir}"/wheels/*.whl

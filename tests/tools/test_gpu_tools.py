@@ -49,7 +49,7 @@ def test_install_refuses_without_cuda(tmp_path):
                         str(tmp_path / 'site'), PYTHON=sys.executable)
 
     assert result.returncode == 1
-    assert 'PyTorch sees no CUDA device' in result.stderr
+    assert 'PyTorch finds no CUDA device: run install on the GPU machine' in result.stderr
     assert not (tmp_path / 'site').exists()
 
 
