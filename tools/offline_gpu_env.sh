@@ -13,7 +13,11 @@
 # The wheels are the packages that PyTorch images usually lack, at the
 # versions this project pins (transformers 4.x, numpy < 2.5). They are
 # installed without dependencies, so TARGET shadows other versions of them.
-# PYTHON selects the interpreter with PyTorch installed (default: python3).
+# The GPU machine must already have the rest (REQUIRED_MODULES below: scipy,
+# OpenCV, matplotlib and others); `install` checks them before building and
+# names the missing ones. EXTRA_WHEELS="scipy opencv-python-headless" adds
+# wheels to `download`, which uses python3's pip. PYTHON selects the GPU
+# machine's interpreter with PyTorch installed (default: python3).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,8 +28,12 @@ WHEELS=(
     mmengine==0.10.7 mmdet==3.3.0 segment-anything==1.0 rf-groundingdino==0.3.0
     transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2
     pycocotools==2.0.11 shapely==2.2.0 terminaltables==3.1.10 addict==2.4.0
-    yapf==0.43.0 termcolor==3.3.0 platformdirs==4.14.9 numpy==2.4.6
+    yapf==0.43.0 termcolor==3.3.0 platformdirs==4.14.9 numpy==2.4.6 timm==1.0.31
 )
+# Modules that gsam_mm imports, directly or through the wheels above, and
+# that the GPU machine must provide itself.
+REQUIRED_MODULES=(torch torchvision scipy cv2 matplotlib yaml requests tqdm rich safetensors
+                  regex six filelock fsspec packaging PIL)
 # mmcv's setup.py imports pkg_resources, which newer setuptools removed.
 BUILD_WHEELS=("setuptools>=77,<81" wheel ninja)
 
@@ -41,31 +49,54 @@ download() {
     local platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
                      --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64
                      --platform manylinux2014_x86_64)
+    local wheels=("${WHEELS[@]}")
+    read -r -a extra <<< "${EXTRA_WHEELS:-}"
+    wheels+=("${extra[@]}")
     mkdir -p "${dir}/wheels" "${dir}/build-wheels"
-    log "downloading ${#WHEELS[@]} wheels for Python ${version} into ${dir}/wheels"
+    log "downloading ${#wheels[@]} wheels for Python ${version} into ${dir}/wheels"
     python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
-        --python-version "${version}" "${platforms[@]}" -d "${dir}/wheels" "${WHEELS[@]}"
+        --python-version "${version}" "${platforms[@]}" -d "${dir}/wheels" "${wheels[@]}"
     python3 -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
         --python-version "${version}" "${platforms[@]}" -d "${dir}/build-wheels" \
         "${BUILD_WHEELS[@]}"
     download_mmcv_sdist "${dir}/mmcv-${MMCV_VERSION}.tar.gz"
+    echo "${version}" > "${dir}/python_version"
     log "done: $(du -sh "${dir}" | cut -f1) in ${dir}"
 }
 
 install() {
     local dir="$1" target="$2" build_site built
+    local version
+    version="$("${PYTHON}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     for path in "${dir}/wheels" "${dir}/build-wheels" "${dir}/mmcv-${MMCV_VERSION}.tar.gz"; do
         if [[ ! -e "${path}" ]]; then
-            echo "${path} not found: run '$0 download ${dir}' on a machine with PyPI access" >&2
+            echo "${path} not found: run '$0 download ${dir} ${version}' on a machine with" \
+                "PyPI access" >&2
             exit 1
         fi
     done
+    if [[ "$(cat "${dir}/python_version" 2>/dev/null)" != "${version}" ]]; then
+        echo "the wheels in ${dir} are for Python $(cat "${dir}/python_version" 2>/dev/null ||
+            echo '(unknown)'), but ${PYTHON} is Python ${version}: run" \
+            "'$0 download ${dir} ${version}'" >&2
+        exit 1
+    fi
     "${PYTHON}" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else
         "PyTorch finds no CUDA device: run install on the GPU machine, with PYTHON set "
         "to the interpreter that has PyTorch with CUDA")'
     PIP=("${PYTHON}" -m pip install --quiet --no-index --no-deps --no-compile --upgrade)
     log "installing the wheels into ${target}"
     "${PIP[@]}" --target "${target}" "${dir}"/wheels/*.whl
+    PYTHONPATH="${target}${PYTHONPATH:+:${PYTHONPATH}}" "${PYTHON}" - "${REQUIRED_MODULES[@]}" <<'EOF'
+import importlib.util
+import sys
+
+missing = [name for name in sys.argv[1:] if importlib.util.find_spec(name) is None]
+if missing:
+    sys.exit(f'modules missing on this machine: {missing}; add their wheels with '
+             'EXTRA_WHEELS="..." to the download (PyPI names: cv2 is '
+             'opencv-python-headless, yaml is pyyaml, PIL is pillow)')
+EOF
     build_site="$(mktemp -d)"
     built="$(mktemp -d)"
     "${PIP[@]}" --target "${build_site}" "${dir}"/build-wheels/*.whl

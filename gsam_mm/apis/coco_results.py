@@ -101,7 +101,8 @@ def image_ids_from_annotations(image_paths: Sequence[str], ann_file: str) -> dic
     failing that the one with the same base name.
 
     Raises:
-        InputError: when an image matches no record or several by base name.
+        InputError: when an image matches no record or several by base name,
+            or several images match one record.
     """
     return {path: record['id']
             for path, record in _match_records(image_paths, ann_file).items()}
@@ -130,6 +131,16 @@ def _match_records(image_paths: Sequence[str], ann_file: str) -> dict[str, dict]
                              'images of the annotation file, or leave out --ann-file to '
                              'number the images 1, 2, ...')
         matches[path] = candidates[0]
+
+    paths_by_record: dict[Any, list[str]] = {}
+    for path, record in matches.items():
+        paths_by_record.setdefault(record['id'], []).append(path)
+    shared = {image_id: paths for image_id, paths in paths_by_record.items() if len(paths) > 1}
+    if shared:
+        image_id, paths = next(iter(shared.items()))
+        raise InputError(f'{len(shared)} images of {ann_file} are matched by several input '
+                         f'files, e.g. image id {image_id} by {paths}; pass one file per image, '
+                         'for example the image folder itself rather than a folder above it')
     return matches
 
 

@@ -201,7 +201,9 @@ def build_grounding_dino(config_file: Optional[str] = None,
             f'cannot load the text encoder {text_encoder!r} ({err.__class__.__name__}: '
             f'{str(err).splitlines()[0]}). Without access to the Hugging Face hub, set '
             "model.dino.text_encoder (the config's text_encoder variable) to a local "
-            'folder holding the model and tokenizer files') from err
+            'folder holding the model and tokenizer files: --text-encoder DIR in '
+            'tools/train.py, --cfg-options model.dino.text_encoder=DIR in the other '
+            'tools') from err
     if getattr(network.transformer, 'two_stage_type', 'no') != 'no':
         network.transformer.enc_out_class_embed = ValidProposalClassEmbed(
             network.transformer.enc_out_class_embed)
@@ -212,6 +214,9 @@ def build_grounding_dino(config_file: Optional[str] = None,
         state_dict = {key.removeprefix('module.'): value for key, value in state_dict.items()}
         report_load(network.load_state_dict(state_dict, strict=False),
                     f'Grounding DINO checkpoint {checkpoint}')
+    else:
+        print_log('Grounding DINO starts from random weights (apart from the text encoder): '
+                  'model.dino.checkpoint is not set', logger='current')
     return network
 
 

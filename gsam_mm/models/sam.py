@@ -130,6 +130,9 @@ def build_sam(backbone: str = 'vit_h', checkpoint: Optional[str] = None,
     if checkpoint:
         report_load(sam.load_state_dict(load_state_dict_file(checkpoint), strict=False),
                     f'SAM checkpoint {checkpoint}')
+    else:
+        print_log('SAM starts from random weights: model.sam.checkpoint is not set',
+                  logger='current')
     return sam
 
 

@@ -124,6 +124,15 @@ def test_unknown_image_rejected(tmp_path):
         image_ids_from_annotations(['c.jpg'], ann_file)
 
 
+def test_two_files_for_one_image_rejected(tmp_path):
+    """A rendering beside the photo with the same base name would silently
+    be scored as a second prediction set for the same image."""
+    ann_file = write_annotations(tmp_path)
+    with pytest.raises(InputError, match=r"image id 11 by \['JPEGImages/a.jpg', "
+                                         r"'Visualization/a.jpg'\]"):
+        image_ids_from_annotations(['JPEGImages/a.jpg', 'Visualization/a.jpg'], ann_file)
+
+
 def test_exif_rule_follows_record_size(tmp_path, log_records):
     # Stored 64x48, displayed 48x64 after EXIF orientation 6.
     records = [{'id': 1, 'file_name': 'stored.jpg', 'width': 64, 'height': 48},

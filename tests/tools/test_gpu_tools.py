@@ -15,6 +15,7 @@ from gsam_mm.models.checkpoints import resolve_model_path
 from ..conftest import REPO_ROOT, TEXT_ENCODER, load_tool
 
 make_random_text_encoder = load_tool('make_random_text_encoder')
+PYTHON_VERSION = '%d.%d' % sys.version_info[:2]
 
 
 def run_script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -36,7 +37,20 @@ def test_install_names_missing_download(tmp_path):
 
     assert result.returncode == 1
     assert f"{tmp_path / 'wheels'}/wheels not found: run" in result.stderr
-    assert 'download' in result.stderr
+    assert f"download {tmp_path / 'wheels'} {PYTHON_VERSION}'" in result.stderr
+
+
+def test_install_rejects_wheels_of_other_python(tmp_path):
+    for folder in ('wheels', 'build-wheels'):
+        (tmp_path / folder).mkdir()
+    (tmp_path / 'mmcv-2.1.0.tar.gz').write_bytes(b'')
+    (tmp_path / 'python_version').write_text('3.9')
+
+    result = run_script('offline_gpu_env.sh', 'install', str(tmp_path), str(tmp_path / 'site'),
+                        PYTHON=sys.executable)
+
+    assert result.returncode == 1
+    assert f'are for Python 3.9, but {sys.executable} is Python {PYTHON_VERSION}' in result.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the refusal without a GPU')
@@ -44,6 +58,7 @@ def test_install_refuses_without_cuda(tmp_path):
     for folder in ('wheels', 'build-wheels'):
         (tmp_path / 'offline' / folder).mkdir(parents=True)
     (tmp_path / 'offline' / 'mmcv-2.1.0.tar.gz').write_bytes(b'')
+    (tmp_path / 'offline' / 'python_version').write_text(PYTHON_VERSION)
 
     result = run_script('offline_gpu_env.sh', 'install', str(tmp_path / 'offline'),
                         str(tmp_path / 'site'), PYTHON=sys.executable)
@@ -54,16 +69,14 @@ def test_install_refuses_without_cuda(tmp_path):
 
 
 def test_random_text_encoder_loads_as_bert(tmp_path):
-    tokenizer = resolve_model_path(TEXT_ENCODER)
-
-    make_random_text_encoder.main([str(tmp_path / 'bert'), '--tokenizer', tokenizer,
+    make_random_text_encoder.main([str(tmp_path / 'bert'), '--tokenizer', TEXT_ENCODER,
                                    '--size', 'minilm'])
 
     config = json.loads((tmp_path / 'bert' / 'config.json').read_text())
     assert config['hidden_size'] == 384
     assert config['num_hidden_layers'] == 6
     assert (tmp_path / 'bert' / 'vocab.txt').read_text() == \
-        (Path(tokenizer) / 'vocab.txt').read_text()
+        (Path(resolve_model_path(TEXT_ENCODER)) / 'vocab.txt').read_text()
     model = BertModel.from_pretrained(tmp_path / 'bert')
     assert model.embeddings.word_embeddings.num_embeddings == 30522
 
