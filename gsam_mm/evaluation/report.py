@@ -13,7 +13,8 @@ COLUMNS = (('bbox AP', 'bbox'), ('segm AP', 'segm'), ('segm AP, GT boxes', 'gt_b
 def format_metrics_table(metrics: dict, class_names: Sequence[str],
                          prefix: str = 'coco/') -> str:
     """Return an ASCII table of AP per category for bbox, segm and segm with
-    ground-truth boxes, followed by the mAP of each and the mean mask IoU.
+    ground-truth boxes, followed by the mAP of each, a line with their
+    mAP@0.5 and the mean mask IoU.
 
     Categories without ground truth in the evaluated images (NaN in every
     column) are left out and counted under the table. Columns whose metric
@@ -47,6 +48,10 @@ def format_metrics_table(metrics: dict, class_names: Sequence[str],
         lines = [table.table, 'Per-category AP needs classwise=True in the evaluator, e.g. '
                  '--cfg-options test_evaluator.classwise=True.']
 
+    ap50_cells = [f'{header} {_format(metrics[prefix + name + "_mAP_50"])}'
+                  for header, name in columns if f'{prefix}{name}_mAP_50' in metrics]
+    if ap50_cells:
+        lines.append('mAP@0.5: ' + ', '.join(ap50_cells))
     if f'{prefix}{GT_BOX_MASK_IOU}' in metrics:
         lines.append(f'Mean mask IoU with SAM prompted by the ground-truth boxes: '
                      f'{metrics[prefix + GT_BOX_MASK_IOU]:.3f}')

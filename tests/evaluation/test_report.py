@@ -27,6 +27,14 @@ def test_table_rows_and_footer():
     assert lines[8].endswith(': 0.875')
 
 
+def test_map50_line_follows_table():
+    metrics = dict(METRICS, **{'coco/bbox_mAP_50': 0.5, 'coco/segm_mAP_50': 0.625,
+                               'coco/gt_box_segm_mAP_50': 1.0})
+    lines = format_metrics_table(metrics, ['cat', 'dog']).splitlines()
+
+    assert lines[8] == 'mAP@0.5: bbox AP 0.500, segm AP 0.625, segm AP, GT boxes 1.000'
+
+
 def test_table_without_gt_box_metrics():
     metrics = {key: value for key, value in METRICS.items() if 'gt_box' not in key}
     text = format_metrics_table(metrics, ['cat', 'dog'])
