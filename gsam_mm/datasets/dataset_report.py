@@ -284,10 +284,13 @@ def _format_category_table(vocabulary: VocabularyReport) -> list[str]:
 def _format_verdict(report: DatasetReport) -> list[str]:
     if report.can_train:
         skipped = sum(len(split.problems) for split in report.splits)
-        if skipped:
-            return [f'Training can start: {skipped} invalid records are dropped by '
-                    "on_bad_annotation='skip'."]
-        return ['Training can start.']
+        verdict = [f'Training can start: {skipped} invalid records are dropped by '
+                   "on_bad_annotation='skip'." if skipped else 'Training can start.']
+        if report.vocabulary is not None and report.vocabulary.note:
+            verdict.append('The prompt was not checked against the token limit, because the '
+                           'tokenizer could not be loaded (see "token counts skipped" above); '
+                           'training loads the text encoder and checks it then.')
+        return verdict
     blocking = [split for split in report.splits if split.blocks_training]
     count = sum(len(split.problems) for split in blocking
                 if split.on_bad_annotation == 'error')

@@ -278,13 +278,14 @@ def test_json_only_output(tmp_path, capsys):
     assert report['can_train'] is True
 
 
-def test_missing_tokenizer_is_noted(tmp_path):
+def test_missing_tokenizer_is_noted(tmp_path, capsys):
     status, report = run_check(tmp_path, 'c09_image_without_annotations',
                                '--text-encoder', str(tmp_path / 'no_encoder'))
 
     assert status == 0
     assert 'cannot load the tokenizer' in report['vocabulary']['note']
     assert report['vocabulary']['caption_tokens'] is None
+    assert 'The prompt was not checked against the token limit' in capsys.readouterr().out
 
 
 def test_config_or_paths_required(capsys):
