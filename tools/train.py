@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmengine.runner import Runner  # noqa: E402
 
 import gsam_mm  # noqa: E402,F401  (registers the components, fixes resume on torch >= 2.6)
-from gsam_mm.engine.distributed import (init_distributed,  # noqa: E402
+from gsam_mm.engine.distributed import (finish_distributed, init_distributed,  # noqa: E402
                                         select_model_wrapper)
 from gsam_mm.engine.runner_setup import (add_common_arguments,  # noqa: E402
                                          add_shortcut_arguments, load_config,
@@ -48,6 +48,7 @@ def main(argv=None) -> None:
         cfg.load_from = args.resume
     runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

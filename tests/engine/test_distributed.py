@@ -1,13 +1,17 @@
 """Process-group start and DDP wrapper settings, with and without CUDA.
 
-The real two-process run is in tests/tools/test_dist_train.py; here CUDA's
-presence is patched, and no process group is started.
+The real two-process run is in tests/tools/test_dist_train.py. Here CUDA's
+presence is patched, and only the teardown tests start a process group, of
+one process on the loopback address.
 """
+import socket
+
 import pytest
+import torch.distributed as torch_dist
 from mmengine.config import Config
 
 from gsam_mm.engine import distributed
-from gsam_mm.engine.distributed import (TORCHRUN_VARIABLES, init_distributed,
+from gsam_mm.engine.distributed import (TORCHRUN_VARIABLES, finish_distributed, init_distributed,
                                         select_model_wrapper)
 from gsam_mm.errors import ConfigError
 
@@ -131,3 +135,24 @@ def test_cpu_without_torchrun_names_variables(no_cuda, init_calls, monkeypatch):
     assert 'WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT' in str(error.value)
     assert 'tools/dist_train.sh' in str(error.value)
     assert init_calls == dict(mmengine=[], torch=[])
+
+
+def test_finish_destroys_process_group():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        port = probe.getsockname()[1]
+    torch_dist.init_process_group(backend='gloo', init_method=f'tcp://127.0.0.1:{port}',
+                                  rank=0, world_size=1)
+    try:
+        finish_distributed()
+
+        assert not torch_dist.is_initialized()
+    finally:
+        if torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+
+
+def test_finish_without_process_group():
+    finish_distributed()
+
+    assert not torch_dist.is_initialized()
