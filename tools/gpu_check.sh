@@ -15,7 +15,7 @@
 #
 # Each step writes its log (and JSON for the benchmarks) to OUT_DIR as it
 # finishes, so a run stopped early keeps the steps done. OUT_DIR/summary.txt
-# lists each step's exit status and last line; the script exits with 1 when
+# lists each step's exit status and last line. The script exits with 1 when
 # a step failed. It stops at once without a CUDA device, unless ALLOW_CPU=1
 # (to try the script itself on a CPU). The data are the
 # demo photos (`make data`) listed IMAGE_REPEATS times (default 8). The

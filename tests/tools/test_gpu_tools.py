@@ -1,5 +1,5 @@
 """The GPU set-up and check tools, as far as a machine without a GPU can run
-them: argument errors, the refusal to install without CUDA, and the random
+them: argument errors, the stop of `install` without CUDA, and the random
 text encoder."""
 import json
 import subprocess
@@ -54,7 +54,7 @@ def test_install_rejects_wheels_of_other_python(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the refusal without a GPU')
-def test_install_refuses_without_cuda(tmp_path):
+def test_install_stops_without_cuda(tmp_path):
     for folder in ('wheels', 'build-wheels'):
         (tmp_path / 'offline' / folder).mkdir(parents=True)
     (tmp_path / 'offline' / 'mmcv-2.1.0.tar.gz').write_bytes(b'')

@@ -548,12 +548,12 @@ class EpochCheckpointHook(CheckpointHook):
         if not (self.save_trainable_only and self._writing_own_checkpoint):
             return
         model = unwrap_model(runner.model)
-        state_dict = checkpoint['state_dict']
-        frozen_keys = [key for key in state_dict if key in frozen_parameter_names(model)]
-        checkpoint['meta'][FROZEN_FINGERPRINTS_META_KEY] = frozen_fingerprints(state_dict,
-                                                                               frozen_keys)
+        omitted_keys = drop_frozen_parameters(checkpoint['state_dict'], model)
+        # The checkpoint's state dict is a copy of the model's, so the model
+        # still has the values that were dropped.
+        checkpoint['meta'][FROZEN_FINGERPRINTS_META_KEY] = frozen_fingerprints(
+            model.state_dict(), omitted_keys)
         checkpoint['meta'][PRETRAINED_FILES_META_KEY] = getattr(model, 'pretrained_files', {})
-        omitted_keys = drop_frozen_parameters(state_dict, model)
         checkpoint['meta'][TRAINABLE_ONLY_META_KEY] = omitted_keys
         self._omitted_key_count = len(omitted_keys)
 
